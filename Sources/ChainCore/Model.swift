@@ -1,0 +1,388 @@
+// The observed state of one host: domains, disks, their backing chains, snapshots and block jobs.
+// Pure value types; produced by ChainOps (libvirt + image probing) or by parsing XML dumps.
+
+/// Where an image lives. `file` and `block` carry a canonical absolute path.
+public enum SourceKind: String, Codable, Sendable, Hashable {
+    case file, block, network, volume, nvme, vhostuser, unknown
+}
+
+/// One image of a chain, as libvirt or the image header names it.
+public struct ImageSource: Hashable, Codable, Sendable {
+    public var kind: SourceKind
+    /// Canonical absolute path (`file`, `block`); nil for other kinds or an empty drive.
+    public var path: String?
+    /// The name exactly as written in the XML or image header (may be relative, may contain `..`).
+    public var written: String?
+    /// Network sources.
+    public var networkProtocol: String?
+    public var name: String?
+    public var hosts: [String]
+    /// Volume sources.
+    public var pool: String?
+    public var volume: String?
+
+    public init(
+        kind: SourceKind, path: String? = nil, written: String? = nil, networkProtocol: String? = nil,
+        name: String? = nil, hosts: [String] = [], pool: String? = nil, volume: String? = nil
+    ) {
+        self.kind = kind
+        self.path = path
+        self.written = written
+        self.networkProtocol = networkProtocol
+        self.name = name
+        self.hosts = hosts
+        self.pool = pool
+        self.volume = volume
+    }
+
+    public static func file(_ path: String, written: String? = nil) -> ImageSource {
+        ImageSource(kind: .file, path: path, written: written ?? path)
+    }
+
+    /// Identity used by the reverse index. Two sources with the same key are the same image.
+    public var key: String {
+        switch kind {
+        case .file, .block: return path ?? "\(kind.rawValue):?"
+        case .network:
+            return "\(networkProtocol ?? "network")://\(hosts.joined(separator: ","))/\(name ?? "")"
+        case .volume: return "volume:\(pool ?? "")/\(volume ?? "")"
+        default: return "\(kind.rawValue):\(name ?? path ?? "")"
+        }
+    }
+
+    /// Short human name: the path, or protocol://host/name, or pool/volume.
+    public var display: String { key }
+
+    /// True for local sources virt-chain can read and write as files or devices.
+    public var isLocal: Bool { (kind == .file || kind == .block) && path != nil }
+}
+
+/// One image in a chain. `chain.layers[0]` is the active image; the last layer is the base.
+public struct Layer: Hashable, Codable, Sendable {
+    public var source: ImageSource
+    /// Image format (`qcow2`, `raw`, …); nil when unknown.
+    public var format: String?
+    /// Whether the format of this layer is recorded by whoever references it (the overlay's header
+    /// `backing format`, or the XML `<format>`/`<driver type>`). A qcow2 overlay with an unrecorded backing
+    /// format makes libvirt ≥ 6.0 refuse to start the guest.
+    public var formatRecorded: Bool
+    /// libvirt's `index` attribute: a stable ID, not a position. nil when not from live XML.
+    public var index: Int?
+    /// Guest-visible size in bytes.
+    public var virtualSize: UInt64?
+    /// Host bytes allocated to this image (like `du`).
+    public var dataBytes: UInt64?
+    /// Host file size (st_size) for files.
+    public var fileSize: UInt64?
+    /// Modification time, seconds since the epoch (for fingerprints).
+    public var mtime: Double?
+    public var encrypted: Bool
+    /// Names of persistent dirty bitmaps stored in the image.
+    public var bitmaps: [String]
+    /// qcow2 external data file, if any.
+    public var dataFile: String?
+    /// Backing name as written in this layer's header (may be relative); nil for a base.
+    public var backingWritten: String?
+    /// Guest ranges whose data this layer holds on its own (measured only for disks that need a change).
+    public var allocation: ExtentSet?
+
+    public init(
+        source: ImageSource, format: String? = nil, formatRecorded: Bool = true, index: Int? = nil,
+        virtualSize: UInt64? = nil, dataBytes: UInt64? = nil, fileSize: UInt64? = nil, mtime: Double? = nil,
+        encrypted: Bool = false, bitmaps: [String] = [], dataFile: String? = nil, backingWritten: String? = nil,
+        allocation: ExtentSet? = nil
+    ) {
+        self.source = source
+        self.format = format
+        self.formatRecorded = formatRecorded
+        self.index = index
+        self.virtualSize = virtualSize
+        self.dataBytes = dataBytes
+        self.fileSize = fileSize
+        self.mtime = mtime
+        self.encrypted = encrypted
+        self.bitmaps = bitmaps
+        self.dataFile = dataFile
+        self.backingWritten = backingWritten
+        self.allocation = allocation
+    }
+
+    public var key: String { source.key }
+}
+
+/// A problem that makes a disk's chain unknown or unsafe to touch.
+public enum ChainProblem: Hashable, Codable, Sendable, CustomStringConvertible {
+    /// A backing file that does not exist.
+    case missing(path: String, referencedBy: String)
+    /// The chain refers back to an image already in it.
+    case loop(path: String)
+    /// The image header could not be read (message from the prober or qemu-img).
+    case unreadable(path: String, message: String)
+    /// The XML chain is not terminated and probing was not possible.
+    case unterminated(after: String)
+    /// Something else, with a message.
+    case other(String)
+
+    public var description: String {
+        switch self {
+        case .missing(let path, let by): return "backing file \(path) (named by \(by)) does not exist"
+        case .loop(let path): return "backing chain loops: \(path) appears twice"
+        case .unreadable(let path, let message): return "cannot read image header of \(path): \(message)"
+        case .unterminated(let after): return "chain below \(after) is not known (XML not terminated, image not probed)"
+        case .other(let message): return message
+        }
+    }
+}
+
+/// How the chain was learned.
+public enum ChainOrigin: String, Codable, Sendable, Hashable {
+    /// Entirely from the domain XML (terminated by `<backingStore/>` or by a raw/backing-less image).
+    case xml
+    /// From probing image headers (qemu-img or the native reader).
+    case probe
+    /// XML prefix, completed by probing.
+    case mixed
+}
+
+public struct Chain: Hashable, Codable, Sendable {
+    /// `layers[0]` is the active image, `layers.last` the base.
+    public var layers: [Layer]
+    public var origin: ChainOrigin
+    /// Whether the chain is known to end at `layers.last` (no further backing).
+    public var complete: Bool
+    public var problems: [ChainProblem]
+
+    public init(layers: [Layer], origin: ChainOrigin = .xml, complete: Bool = true, problems: [ChainProblem] = []) {
+        self.layers = layers
+        self.origin = origin
+        self.complete = complete
+        self.problems = problems
+    }
+
+    public var depth: Int { layers.count }
+    public var active: Layer? { layers.first }
+    public var base: Layer? { layers.last }
+}
+
+public enum DomainState: String, Codable, Sendable, Hashable {
+    case running, paused, shutoff, crashed, suspended, blocked, shutdown, other
+    /// Whether block jobs run against this domain (it has a QEMU process).
+    public var isActive: Bool { self == .running || self == .paused || self == .blocked || self == .shutdown }
+}
+
+public enum BlockJobType: String, Codable, Sendable, Hashable {
+    case pull, copy, commit, activeCommit = "active-commit", backup, unknown
+}
+
+public struct BlockJob: Hashable, Codable, Sendable {
+    public var type: BlockJobType
+    public var cur: UInt64
+    public var end: UInt64
+    public var bandwidth: UInt64
+    /// `<mirror ready='yes'>` in the live XML.
+    public var ready: Bool
+    public init(type: BlockJobType, cur: UInt64 = 0, end: UInt64 = 0, bandwidth: UInt64 = 0, ready: Bool = false) {
+        self.type = type
+        self.cur = cur
+        self.end = end
+        self.bandwidth = bandwidth
+        self.ready = ready
+    }
+}
+
+/// The `<mirror>` element of a disk in a running job.
+public struct Mirror: Hashable, Codable, Sendable {
+    public var job: String
+    public var ready: Bool
+    public var source: ImageSource?
+}
+
+public struct Disk: Hashable, Codable, Sendable {
+    /// `vda`, `sdb`, …
+    public var target: String
+    /// `disk`, `cdrom`, `floppy`, `lun`.
+    public var device: String
+    public var bus: String?
+    /// QEMU device alias (`virtio-disk0`), live XML only.
+    public var alias: String?
+    public var readonly: Bool
+    public var shareable: Bool
+    /// `<driver type=…>` of the top image.
+    public var driverType: String?
+    /// nil for an empty drive (cdrom without media).
+    public var chain: Chain?
+    public var mirror: Mirror?
+    public var job: BlockJob?
+
+    public init(
+        target: String, device: String = "disk", bus: String? = nil, alias: String? = nil, readonly: Bool = false,
+        shareable: Bool = false, driverType: String? = nil, chain: Chain? = nil, mirror: Mirror? = nil,
+        job: BlockJob? = nil
+    ) {
+        self.target = target
+        self.device = device
+        self.bus = bus
+        self.alias = alias
+        self.readonly = readonly
+        self.shareable = shareable
+        self.driverType = driverType
+        self.chain = chain
+        self.mirror = mirror
+        self.job = job
+    }
+
+    /// A cdrom, floppy or empty drive is not a chain virt-chain manages.
+    public var isChainDisk: Bool { (device == "disk" || device == "lun") && chain != nil }
+}
+
+/// A libvirt snapshot (metadata) and the images it names.
+public struct Snapshot: Hashable, Codable, Sendable {
+    public struct DiskRef: Hashable, Codable, Sendable {
+        public var target: String
+        /// `external`, `internal`, `no`, `manual`.
+        public var kind: String
+        /// For external snapshots: the overlay created by the snapshot.
+        public var overlay: ImageSource?
+        /// The image that held the disk when the snapshot was taken (from the saved domain XML); its chain
+        /// is the snapshot's point-in-time content.
+        public var stateSources: [ImageSource]
+        public init(target: String, kind: String, overlay: ImageSource? = nil, stateSources: [ImageSource] = []) {
+            self.target = target
+            self.kind = kind
+            self.overlay = overlay
+            self.stateSources = stateSources
+        }
+    }
+    public var name: String
+    public var parent: String?
+    public var state: String?
+    public var isCurrent: Bool
+    public var disks: [DiskRef]
+    public init(name: String, parent: String? = nil, state: String? = nil, isCurrent: Bool = false, disks: [DiskRef] = []) {
+        self.name = name
+        self.parent = parent
+        self.state = state
+        self.isCurrent = isCurrent
+        self.disks = disks
+    }
+}
+
+public struct Domain: Hashable, Codable, Sendable {
+    public var name: String
+    public var uuid: String
+    public var state: DomainState
+    public var persistent: Bool
+    public var disks: [Disk]
+    public var snapshots: [Snapshot]
+    public init(
+        name: String, uuid: String, state: DomainState, persistent: Bool = true, disks: [Disk] = [],
+        snapshots: [Snapshot] = []
+    ) {
+        self.name = name
+        self.uuid = uuid
+        self.state = state
+        self.persistent = persistent
+        self.disks = disks
+        self.snapshots = snapshots
+    }
+}
+
+/// Who references an image.
+public struct ImageReference: Hashable, Codable, Sendable, CustomStringConvertible {
+    public enum Kind: Hashable, Codable, Sendable {
+        /// In a disk's chain at this position (0 = active).
+        case chain(position: Int)
+        /// Named by a snapshot: as its overlay, or as part of its saved state.
+        case snapshotOverlay(snapshot: String)
+        case snapshotState(snapshot: String)
+    }
+    public var domain: String
+    public var disk: String
+    public var kind: Kind
+    public init(domain: String, disk: String, kind: Kind) {
+        self.domain = domain
+        self.disk = disk
+        self.kind = kind
+    }
+    public var description: String {
+        switch kind {
+        case .chain(let position): return "\(domain)/\(disk) (chain position \(position))"
+        case .snapshotOverlay(let name): return "\(domain) snapshot \(name) (overlay of \(disk))"
+        case .snapshotState(let name): return "\(domain) snapshot \(name) (state of \(disk))"
+        }
+    }
+}
+
+/// Everything observed on one host.
+public struct Inventory: Sendable, Codable, Hashable {
+    /// libvirt URI or the XML directory the inventory was read from.
+    public var host: String
+    public var domains: [Domain]
+    /// image key → every chain and snapshot that references it.
+    public var references: [String: [ImageReference]]
+
+    public init(host: String, domains: [Domain]) {
+        self.host = host
+        self.domains = domains
+        self.references = Inventory.buildReferences(domains)
+    }
+
+    public static func buildReferences(_ domains: [Domain]) -> [String: [ImageReference]] {
+        var refs: [String: [ImageReference]] = [:]
+        for domain in domains {
+            for disk in domain.disks {
+                guard let chain = disk.chain else { continue }
+                for (position, layer) in chain.layers.enumerated() {
+                    refs[layer.key, default: []].append(
+                        ImageReference(domain: domain.name, disk: disk.target, kind: .chain(position: position)))
+                }
+            }
+            for snapshot in domain.snapshots {
+                for ref in snapshot.disks {
+                    if let overlay = ref.overlay {
+                        refs[overlay.key, default: []].append(
+                            ImageReference(
+                                domain: domain.name, disk: ref.target, kind: .snapshotOverlay(snapshot: snapshot.name)))
+                    }
+                    for state in ref.stateSources {
+                        refs[state.key, default: []].append(
+                            ImageReference(
+                                domain: domain.name, disk: ref.target, kind: .snapshotState(snapshot: snapshot.name)))
+                    }
+                }
+            }
+        }
+        return refs
+    }
+
+    /// References to `key` other than the chain of (`domain`, `disk`) itself. An image with any such reference is
+    /// *shared*: it must never be written, moved or deleted. A snapshot overlay reference is not counted: the
+    /// overlay's content is not part of the snapshot's point-in-time state (the state sources are).
+    public func foreignReferences(of key: String, domain: String, disk: String) -> [ImageReference] {
+        (references[key] ?? []).filter { ref in
+            switch ref.kind {
+            case .chain: return !(ref.domain == domain && ref.disk == disk)
+            case .snapshotState: return true
+            case .snapshotOverlay: return false
+            }
+        }
+    }
+
+    public func isShared(_ key: String, domain: String, disk: String) -> Bool {
+        !foreignReferences(of: key, domain: domain, disk: disk).isEmpty
+    }
+
+    public func domain(named name: String) -> Domain? { domains.first { $0.name == name } }
+}
+
+/// Identifies one disk of one domain.
+public struct DiskKey: Hashable, Codable, Sendable, Comparable, CustomStringConvertible {
+    public var domain: String
+    public var disk: String
+    public init(domain: String, disk: String) {
+        self.domain = domain
+        self.disk = disk
+    }
+    public static func < (a: DiskKey, b: DiskKey) -> Bool { (a.domain, a.disk) < (b.domain, b.disk) }
+    public var description: String { "\(domain)/\(disk)" }
+}

@@ -1,0 +1,3 @@
+import VirtChainCLI
+
+await VirtChain.main()
