@@ -218,7 +218,7 @@ public final class Domain: @unchecked Sendable {
     // MARK: Block devices and jobs
 
     /// The block job running on `disk` (target such as "vda"), or nil when there is none.
-    /// `bandwidth` is reported in bytes/s.
+    /// `bandwidth` is reported in bytes/s. On a shut-off domain libvirt refuses with `Code.operationInvalid`.
     public func blockJobInfo(disk: String) throws(LibvirtError) -> BlockJobInfo? {
         var info = virDomainBlockJobInfo()
         let rc = try check(

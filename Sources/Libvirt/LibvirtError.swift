@@ -43,6 +43,8 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable, Equatable 
         public static let operationFailed = Int32(VIR_ERR_OPERATION_FAILED.rawValue)
         /// Malformed XML (`VIR_ERR_XML_ERROR`, 27).
         public static let xmlError = Int32(VIR_ERR_XML_ERROR.rawValue)
+        /// Detail of an XML error, e.g. malformed domain XML (`VIR_ERR_XML_DETAIL`, 35).
+        public static let xmlDetail = Int32(VIR_ERR_XML_DETAIL.rawValue)
         /// The domain already exists (`VIR_ERR_DOM_EXIST`, 28).
         public static let domainExists = Int32(VIR_ERR_DOM_EXIST.rawValue)
         /// Operation forbidden on a read-only connection (`VIR_ERR_OPERATION_DENIED`, 29).

@@ -1,0 +1,273 @@
+// `virt-chain show`: every disk's chain, with sharing, protection, jobs, the matching policy and compliance.
+
+/// Whether a chain meets its policy's shape rules, and why not.
+public enum Compliance {
+    /// Problems of `disk` against `policy` (empty = compliant). Chain problems (missing, loop, …) come first.
+    public static func problems(domain: Domain, disk: Disk, policy: Policy?, inventory: Inventory) -> [String] {
+        guard let chain = disk.chain else { return [] }
+        var out = chain.problems.map(\.description)
+        guard let policy else { return out }
+        let depth = chain.depth
+        switch policy.flatten {
+        case .full where depth > 1:
+            out.append("flatten full: chain has \(depth) images, expected one self-contained image")
+        case .keepBase where depth > 2:
+            out.append("flatten keep-base: chain has \(depth) images, expected base ← active")
+        default:
+            if let max = policy.maxDepth, depth > max { out.append("depth \(depth) > maxDepth \(max)") }
+        }
+        if let dir = policy.activeDir, let active = chain.active?.source.path, PathUtil.dirname(active) != dir {
+            out.append("active image \(active) is not in storage.activeDir \(dir)")
+        }
+        if domain.state == .shutoff {
+            for i in chain.layers.indices.dropFirst() where !chain.layers[i].formatRecorded {
+                out.append(
+                    "backing format of \(chain.layers[i].key) is not recorded in \(chain.layers[i - 1].key)")
+            }
+        }
+        if policy.snapshotMetadata == .prune {
+            for snap in staleSnapshots(domain) { out.append("snapshot \(snap.name) names images no longer in any chain") }
+        }
+        return out
+    }
+
+    /// Snapshots of `domain` that name an image (overlay or saved state) that is in no current chain of the domain.
+    public static func staleSnapshots(_ domain: Domain) -> [Snapshot] {
+        let inChains = Set(domain.disks.flatMap { $0.chain?.layers.map(\.key) ?? [] })
+        return domain.snapshots.filter { snap in
+            snap.disks.contains { ref in
+                let named = (ref.overlay.map { [$0] } ?? []) + ref.stateSources
+                return named.contains { !inChains.contains($0.key) }
+            }
+        }
+    }
+}
+
+public struct ShowReport: Sendable {
+    public struct LayerRow: Sendable {
+        public var layer: Layer
+        public var sharedWith: [ImageReference]
+        public var protected: Bool
+    }
+
+    public struct DiskRow: Sendable {
+        public var disk: Disk
+        public var layers: [LayerRow]
+        public var policy: Policy?
+        public var policyConflict: String?
+        public var problems: [String]
+        public var compliant: Bool
+    }
+
+    public struct DomainRow: Sendable {
+        public var domain: Domain
+        public var disks: [DiskRow]
+    }
+
+    public var host: String
+    public var domains: [DomainRow]
+
+    /// Builds the report. `assignments` holds the single policy of each disk; `conflicts` the message of each disk
+    /// matched by more than one policy.
+    public init(
+        inventory: Inventory, assignments: [DiskKey: Policy] = [:], conflicts: [DiskKey: String] = [:],
+        only names: [String] = []
+    ) {
+        host = inventory.host
+        var rows: [DomainRow] = []
+        for domain in inventory.domains where names.isEmpty || names.contains(domain.name) {
+            var disks: [DiskRow] = []
+            for disk in domain.disks {
+                let key = DiskKey(domain: domain.name, disk: disk.target)
+                let policy = assignments[key]
+                var layers: [LayerRow] = []
+                for layer in disk.chain?.layers ?? [] {
+                    let foreign = inventory.foreignReferences(of: layer.key, domain: domain.name, disk: disk.target)
+                    let protected = layer.source.path.map { p in policy?.protects(path: p) ?? false } ?? false
+                    layers.append(LayerRow(layer: layer, sharedWith: foreign, protected: protected))
+                }
+                var problems = Compliance.problems(domain: domain, disk: disk, policy: policy, inventory: inventory)
+                if let conflict = conflicts[key] { problems.insert(conflict, at: 0) }
+                disks.append(
+                    DiskRow(
+                        disk: disk, layers: layers, policy: policy, policyConflict: conflicts[key], problems: problems,
+                        compliant: problems.isEmpty))
+            }
+            rows.append(DomainRow(domain: domain, disks: disks))
+        }
+        domains = rows.sorted { $0.domain.name < $1.domain.name }
+    }
+
+    // MARK: Text
+
+    public func text() -> String {
+        var out = ""
+        if domains.isEmpty { out += "no domains on \(host)\n" }
+        for row in domains {
+            let d = row.domain
+            out += "\(d.name)  \(d.state.rawValue)  \(d.uuid)\(d.persistent ? "" : "  (transient)")\n"
+            for disk in row.disks {
+                out += diskText(disk, domain: d)
+            }
+            let snaps = d.snapshots
+            if !snaps.isEmpty {
+                out += "  snapshots:\n"
+                for s in snaps {
+                    let names = s.disks.compactMap { ref -> String? in
+                        guard let o = ref.overlay else { return nil }
+                        return "\(ref.target) overlay \(PathUtil.basename(o.display))"
+                            + (ref.stateSources.first.map { ", state \(PathUtil.basename($0.display))" } ?? "")
+                    }
+                    let current = s.isCurrent ? " (current)" : ""
+                    let parent = s.parent.map { " parent \($0)" } ?? ""
+                    out += "    \(s.name)\(current)\(parent): \(names.isEmpty ? "no external disks" : names.joined(separator: "; "))\n"
+                }
+            }
+        }
+        return out
+    }
+
+    func diskText(_ row: DiskRow, domain: Domain) -> String {
+        let disk = row.disk
+        var out = "  \(disk.target)"
+        guard let chain = disk.chain, disk.isChainDisk else {
+            let what = disk.chain == nil ? "empty" : "not managed"
+            return out + "  \(disk.device) (\(what))\n"
+        }
+        if let policy = row.policy {
+            out += "  policy \(policy.name) (\(policy.location.fileLine))"
+            out += row.compliant ? "  compliant" : "  NOT compliant"
+        } else if row.policyConflict != nil {
+            out += "  policy conflict"
+        } else {
+            out += "  no policy"
+        }
+        out += "\n"
+        // base ← … ← active
+        let names = chain.layers.reversed().map { PathUtil.basename($0.source.display) }
+        var line = names.joined(separator: " ← ") + " (active)"
+        if !chain.complete && chain.problems.isEmpty { line += " ← ?" }
+        out += "    " + line + "\n"
+        for lr in row.layers {
+            let l = lr.layer
+            var marks: [String] = []
+            if !lr.sharedWith.isEmpty {
+                marks.append("shared with " + lr.sharedWith.map(\.description).joined(separator: ", "))
+            }
+            if lr.protected { marks.append("protected") }
+            if !l.formatRecorded && l.key != chain.layers.first?.key { marks.append("backing format not recorded") }
+            if !l.bitmaps.isEmpty { marks.append("bitmaps: " + l.bitmaps.joined(separator: ",")) }
+            if l.encrypted { marks.append("encrypted") }
+            let idx = l.index.map { "[\($0)]" } ?? ""
+            let fmt = (l.format ?? "?").padding(5)
+            out += "      \(fmt) \(formatBytes(l.virtualSize).padding(9)) virtual \(formatBytes(l.dataBytes).padding(9)) data  "
+            out += "\(l.source.display)\(idx)"
+            if !marks.isEmpty { out += "  (" + marks.joined(separator: "; ") + ")" }
+            out += "\n"
+        }
+        if let job = disk.job {
+            let pct = job.end > 0 ? Int(Double(job.cur) / Double(job.end) * 100) : 0
+            out += "    block job: \(job.type.rawValue) \(pct)%\(job.ready ? " ready for pivot" : "")\n"
+        } else if let mirror = disk.mirror {
+            out += "    block job: \(mirror.job)\(mirror.ready ? " ready for pivot" : "")\n"
+        }
+        for p in row.problems { out += "    ✗ \(p)\n" }
+        return out
+    }
+
+    // MARK: JSON
+
+    public func json() -> JSONOut {
+        .object([
+            ("formatVersion", .int(1)),
+            ("host", .string(host)),
+            (
+                "domains",
+                .array(
+                    domains.map { row in
+                        .object([
+                            ("name", .string(row.domain.name)),
+                            ("uuid", .string(row.domain.uuid)),
+                            ("state", .string(row.domain.state.rawValue)),
+                            ("persistent", .bool(row.domain.persistent)),
+                            ("disks", .array(row.disks.map(diskJSON))),
+                            (
+                                "snapshots",
+                                .array(
+                                    row.domain.snapshots.map { s in
+                                        .object([
+                                            ("name", .string(s.name)),
+                                            ("parent", .str(s.parent)),
+                                            ("current", .bool(s.isCurrent)),
+                                            (
+                                                "disks",
+                                                .array(
+                                                    s.disks.map { r in
+                                                        .object([
+                                                            ("target", .string(r.target)),
+                                                            ("snapshot", .string(r.kind)),
+                                                            ("overlay", .str(r.overlay?.display)),
+                                                            ("state", .array(r.stateSources.map { .string($0.display) })),
+                                                        ])
+                                                    })
+                                            ),
+                                        ])
+                                    })
+                            ),
+                        ])
+                    })
+            ),
+        ])
+    }
+
+    func diskJSON(_ row: DiskRow) -> JSONOut {
+        let d = row.disk
+        var members: [(String, JSONOut)] = [
+            ("target", .string(d.target)),
+            ("device", .string(d.device)),
+            ("managed", .bool(d.isChainDisk)),
+            (
+                "chain",
+                .array(
+                    row.layers.map { lr in
+                        .object([
+                            ("path", .string(lr.layer.source.display)),
+                            ("type", .string(lr.layer.source.kind.rawValue)),
+                            ("format", .str(lr.layer.format)),
+                            ("index", .num(lr.layer.index)),
+                            ("virtualSize", .num(lr.layer.virtualSize)),
+                            ("dataBytes", .num(lr.layer.dataBytes)),
+                            ("shared", .bool(!lr.sharedWith.isEmpty)),
+                            ("sharedWith", .array(lr.sharedWith.map { .string($0.description) })),
+                            ("protected", .bool(lr.protected)),
+                            ("formatRecorded", .bool(lr.layer.formatRecorded)),
+                            ("bitmaps", .array(lr.layer.bitmaps.map { .string($0) })),
+                        ])
+                    })
+            ),
+            ("chainComplete", .bool(d.chain?.complete ?? true)),
+            ("policy", .str(row.policy?.name)),
+            ("compliant", .bool(row.compliant)),
+            ("problems", .array(row.problems.map { .string($0) })),
+        ]
+        if let job = d.job {
+            members.append(
+                (
+                    "job",
+                    .object([
+                        ("type", .string(job.type.rawValue)), ("cur", .uint(job.cur)), ("end", .uint(job.end)),
+                        ("ready", .bool(job.ready)),
+                    ])
+                ))
+        } else {
+            members.append(("job", .null))
+        }
+        return .object(members)
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}
