@@ -194,6 +194,44 @@ do {
     switch args.first {
     case "gen-xml": try genXML(Array(args.dropFirst()))
     case "parse": try parseBench(Array(args.dropFirst()))
+    case "parse-raw":
+        let files = try InventoryReader.xmlFiles(Array(args.dropFirst()))
+        let t0 = now()
+        var n = 0
+        for f in files {
+            let b = try InventoryReader.readFile(f)
+            let d = try DomainXML.parseDomain(b, file: f, resolve: { $0 })
+            n += d.domain.disks.count
+        }
+        let t1 = now()
+        print("raw parse \(files.count) files \(n) disks in \(t1 - t0) s")
+        var m = 0
+        for f in files {
+            let b = try InventoryReader.readFile(f)
+            let e = try XMLReader.parse(b, keep: { _ in .skip })
+            m += e.children.count
+        }
+        print("scan only in \(now() - t1) s")
+        let t2 = now()
+        var trees: [XMLElement] = []
+        for f in files {
+            let b = try InventoryReader.readFile(f)
+            trees.append(try XMLReader.parse(b, keep: DomainXML.domainKeepForBench))
+        }
+        let t3 = now()
+        print("tree in \(t3 - t2) s")
+        for t in trees { m += try DomainXML.domain(from: t).domain.disks.count }
+        print("model in \(now() - t3) s")
+        let t4 = now()
+        var doms: [Domain] = []
+        for f in files {
+            let b = try InventoryReader.readFile(f)
+            doms.append(try DomainXML.parseDomain(b, file: f, resolve: ImageProbe.resolver).domain)
+        }
+        let t5 = now()
+        print("parse with resolver \(t5 - t4) s")
+        let inv = Inventory(host: "x", domains: doms)
+        print("references \(now() - t5) s \(inv.references.count)")
     default: throw CLIUsage()
     }
 } catch is CLIUsage {

@@ -317,35 +317,85 @@ public struct ImageReference: Hashable, Codable, Sendable, CustomStringConvertib
 public struct Inventory: Sendable, Codable, Hashable {
     /// libvirt URI or the XML directory the inventory was read from.
     public var host: String
+    /// The domains. After changing which images a chain holds, call `reindex()`.
     public var domains: [Domain]
-    /// image key → every chain and snapshot that references it.
-    public var references: [String: [ImageReference]]
+    /// image key → every chain and snapshot that references it (most images have exactly one reference, so the
+    /// common case is stored without an array).
+    private var index: [String: RefList]
+
+    public enum RefList: Sendable, Codable, Hashable {
+        case one(ImageReference)
+        case many([ImageReference])
+        var all: [ImageReference] {
+            switch self {
+            case .one(let r): return [r]
+            case .many(let rs): return rs
+            }
+        }
+        mutating func append(_ r: ImageReference) {
+            switch self {
+            case .one(let first): self = .many([first, r])
+            case .many(var rs):
+                self = .one(r)  // release the array's storage before appending (keeps it uniquely referenced)
+                rs.append(r)
+                self = .many(rs)
+            }
+        }
+    }
 
     public init(host: String, domains: [Domain]) {
         self.host = host
         self.domains = domains
-        self.references = Inventory.buildReferences(domains)
+        self.index = Inventory.buildIndex(domains)
     }
 
-    public static func buildReferences(_ domains: [Domain]) -> [String: [ImageReference]] {
-        var refs: [String: [ImageReference]] = [:]
+    /// Rebuilds the reference index from `domains`.
+    public mutating func reindex() { index = Inventory.buildIndex(domains) }
+
+    /// Read-only view of the reference index: `references[key]` is every reference to the image `key`.
+    public struct ReferenceView: Sendable {
+        let index: [String: RefList]
+        public subscript(key: String) -> [ImageReference]? { index[key]?.all }
+        public var count: Int { index.count }
+    }
+
+    public var references: ReferenceView { ReferenceView(index: index) }
+
+    /// Every chain and snapshot that references the image `key`.
+    public func references(of key: String) -> [ImageReference] { index[key]?.all ?? [] }
+
+    /// Number of distinct images referenced.
+    public var imageCount: Int { index.count }
+
+
+    static func buildIndex(_ domains: [Domain]) -> [String: RefList] {
+        var refs: [String: RefList] = [:]
+        refs.reserveCapacity(domains.count * 4)
+        func add(_ key: String, _ ref: ImageReference) {
+            if refs[key] != nil {
+                refs[key]?.append(ref)
+            } else {
+                refs[key] = .one(ref)
+            }
+        }
         for domain in domains {
             for disk in domain.disks {
                 guard let chain = disk.chain else { continue }
                 for (position, layer) in chain.layers.enumerated() {
-                    refs[layer.key, default: []].append(
-                        ImageReference(domain: domain.name, disk: disk.target, kind: .chain(position: position)))
+                    add(layer.key, ImageReference(domain: domain.name, disk: disk.target, kind: .chain(position: position)))
                 }
             }
             for snapshot in domain.snapshots {
                 for ref in snapshot.disks {
                     if let overlay = ref.overlay {
-                        refs[overlay.key, default: []].append(
+                        add(
+                            overlay.key,
                             ImageReference(
                                 domain: domain.name, disk: ref.target, kind: .snapshotOverlay(snapshot: snapshot.name)))
                     }
                     for state in ref.stateSources {
-                        refs[state.key, default: []].append(
+                        add(
+                            state.key,
                             ImageReference(
                                 domain: domain.name, disk: ref.target, kind: .snapshotState(snapshot: snapshot.name)))
                     }
@@ -359,7 +409,9 @@ public struct Inventory: Sendable, Codable, Hashable {
     /// *shared*: it must never be written, moved or deleted. A snapshot overlay reference is not counted: the
     /// overlay's content is not part of the snapshot's point-in-time state (the state sources are).
     public func foreignReferences(of key: String, domain: String, disk: String) -> [ImageReference] {
-        (references[key] ?? []).filter { ref in
+        guard let list = index[key] else { return [] }
+        if case .one(let r) = list, case .chain = r.kind, r.domain == domain, r.disk == disk { return [] }
+        return list.all.filter { ref in
             switch ref.kind {
             case .chain: return !(ref.domain == domain && ref.disk == disk)
             case .snapshotState: return true

@@ -92,6 +92,11 @@ public enum Allocation {
         return ExtentSet(ranges)
     }
 
+    /// `qemu-img map` of the layer alone (exposed so tests can compare it with the native reader).
+    public static func qemuImgMapForTesting(path: String, format: String) throws(ProbeError) -> ExtentSet {
+        try qemuImgMap(path: path, format: format)
+    }
+
     static func qemuImgMap(path: String, format: String) throws(ProbeError) -> ExtentSet {
         let spec =
             "json:{\"driver\":\"\(format)\",\"backing\":null,\"file\":{\"driver\":\"file\",\"filename\":"

@@ -96,6 +96,6 @@ public struct DemoScenario {
             """
         policyFile = dir + "/policies.json"
         try policies.write(toFile: policyFile, atomically: true, encoding: .utf8)
-        try FileManager.default.createDirectory(atPath: dir + "/cold", withIntermediateDirectories: true)
+        _ = try sandbox.createDirectory("cold")
     }
 }

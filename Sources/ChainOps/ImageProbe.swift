@@ -43,7 +43,10 @@ public enum ImageProbe {
         return String(cString: resolved)
     }
 
-    public static let resolver: PathResolver = { canonical($0) }
+    /// Canonicalises paths through a cache of canonical directories: one `realpath` per directory, then one
+    /// `lstat` per file (to follow a symlinked file); no syscall at all for files in directories that do not exist
+    /// (XML dumps reviewed on another machine).
+    public static let resolver: PathResolver = { CanonicalCache.shared.canonical($0) }
 
     static func fileFacts(_ fd: Int32, path: String) throws(ProbeError) -> (size: UInt64, alloc: UInt64, mtime: Double, block: Bool) {
         var st = stat()
@@ -172,8 +175,8 @@ public enum ImageProbe {
         var o = 0
         for _ in 0..<count {
             guard o + 24 <= dir.count else { break }
-            let nameSize = Int(UInt16(dir[o + 14]) << 8 | UInt16(dir[o + 15]))
-            let extra = Int(be32(dir, o + 16))
+            let nameSize = Int(UInt16(dir[o + 18]) << 8 | UInt16(dir[o + 19]))
+            let extra = Int(be32(dir, o + 20))
             let nameStart = o + 24 + extra
             guard nameStart + nameSize <= dir.count else { break }
             names.append(String(decoding: dir[nameStart..<(nameStart + nameSize)], as: UTF8.self))
@@ -297,4 +300,42 @@ public enum ImageProbe {
 
 extension String {
     var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
+}
+
+/// Thread-safe cache of canonical directory paths.
+final class CanonicalCache: @unchecked Sendable {
+    static let shared = CanonicalCache()
+    private let lock = NSLock()
+    /// normalised directory → canonical directory, or nil when it does not exist.
+    private var dirs: [String: String?] = [:]
+
+    func canonical(_ path: String) -> String {
+        let normal = PathUtil.normalize(path)
+        let dir = PathUtil.dirname(normal)
+        let name = PathUtil.basename(normal)
+        lock.lock()
+        let cached = dirs[dir]
+        lock.unlock()
+        let canonicalDir: String?
+        if let cached {
+            canonicalDir = cached
+        } else {
+            var resolved: String?
+            if let r = realpath(dir, nil) {
+                resolved = String(cString: r)
+                free(r)
+            }
+            lock.lock()
+            dirs[dir] = .some(resolved)
+            lock.unlock()
+            canonicalDir = resolved
+        }
+        guard let canonicalDir else { return normal }
+        let full = canonicalDir == "/" ? "/" + name : canonicalDir + "/" + name
+        var st = stat()
+        if lstat(full, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK {
+            return ImageProbe.canonical(full)
+        }
+        return full
+    }
 }

@@ -155,7 +155,12 @@ public enum InventoryReader {
                 } else {
                     var parsed = try DomainXML.parseDomain(bytes, file: file, resolve: resolve)
                     if probe {
+                        // Dumps reviewed on another machine name images that are not here: keep the XML's view
+                        // and probe only where the active image exists locally.
                         for d in parsed.domain.disks.indices where parsed.domain.disks[d].isChainDisk {
+                            guard let top = parsed.domain.disks[d].chain?.active?.source.path,
+                                access(top, F_OK) == 0
+                            else { continue }
                             complete(&parsed.domain.disks[d])
                         }
                     }

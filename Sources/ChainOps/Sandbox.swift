@@ -40,7 +40,6 @@ public final class Sandbox: @unchecked Sendable {
 
     private let lock = NSLock()
     private var keep = false
-    private var tornDown = false
     /// UUIDs of the domains this sandbox defined, in creation order, with their disk targets.
     private var created: [(uuid: String, name: String, targets: [String])] = []
     /// Formats of the images this sandbox created or had libvirt create, by absolute path.
@@ -124,6 +123,14 @@ public final class Sandbox: @unchecked Sendable {
     }
 
     // MARK: Images
+
+    /// Creates directory `name` (and its parents) inside the sandbox, accessible to QEMU; returns its absolute path.
+    @discardableResult
+    public func createDirectory(_ name: String) throws -> String {
+        let dir = try path(name)
+        try createDirectories(dir)
+        return dir
+    }
 
     /// Creates an image with `qemu-img create` and returns its absolute path.
     ///
@@ -310,7 +317,6 @@ public final class Sandbox: @unchecked Sendable {
         if !problems.isEmpty {
             throw SandboxError("teardown incomplete: " + problems.joined(separator: "; "))
         }
-        lock.withLock { tornDown = true }
     }
 
     private func removeDomain(uuid: String) throws {
@@ -402,7 +408,7 @@ public final class Sandbox: @unchecked Sendable {
 
     /// Removes the backing-format header extension from a qcow2 image, so the image names its backing file
     /// without a format (what old qemu-img versions wrote, and what libvirt refuses to start since 6.0).
-    static func removeBackingFormatExtension(qcow2 image: String) throws {
+    public static func removeBackingFormatExtension(qcow2 image: String) throws {
         guard let handle = FileHandle(forUpdatingAtPath: image) else { throw SandboxError("cannot open \(image)") }
         defer { try? handle.close() }
         let header = try handle.read(upToCount: 65536) ?? Data()

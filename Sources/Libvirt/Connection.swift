@@ -19,12 +19,13 @@ public final class Connection: @unchecked Sendable {
         return "qemu:///system"
     }
 
-    /// Opens a connection to `uri` (nil → `resolveURI(nil)`), read-write unless `readOnly`.
+    /// Opens a connection to `uri` (nil → `resolveURI(nil)`), read-write unless `readOnly`, with libvirt's default
+    /// authentication callbacks (as virsh does: polkit, SASL/ssh prompts on the terminal).
     public init(uri: String?, readOnly: Bool = false) throws(LibvirtError) {
         LibvirtRuntime.ensure()
         let resolved = Self.resolveURI(uri)
-        let opened = readOnly ? virConnectOpenReadOnly(resolved) : virConnectOpen(resolved)
-        let handle = try unwrap(opened, readOnly ? "virConnectOpenReadOnly" : "virConnectOpen")
+        let flags = readOnly ? VIR_CONNECT_RO.rawValue : 0
+        let handle = try unwrap(virConnectOpenAuth(resolved, virt_chain_default_auth(), flags), "virConnectOpenAuth")
         self.handle = handle
         self.uri = takeString(virConnectGetURI(handle)) ?? resolved
     }

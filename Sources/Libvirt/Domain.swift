@@ -201,7 +201,9 @@ public final class Domain: @unchecked Sendable {
     }
 
     /// Creates a snapshot from `<domainsnapshot>` XML (`virDomainSnapshotCreateXML`).
-    public func snapshotCreateXML(_ xml: String, flags: SnapshotCreateFlags = []) throws(LibvirtError) -> DomainSnapshot {
+    public func snapshotCreateXML(
+        _ xml: String, flags: SnapshotCreateFlags = []
+    ) throws(LibvirtError) -> DomainSnapshot {
         let pointer = try unwrap(
             virDomainSnapshotCreateXML(handle, xml, flags.rawValue), "virDomainSnapshotCreateXML")
         return DomainSnapshot(handle: pointer, domain: self)

@@ -27,7 +27,7 @@ public final class DomainSnapshot: @unchecked Sendable {
         return String(cString: pointer)
     }
 
-    /// The `<domainsnapshot>` XML: state, parent, `<disks>` with each overlay's `<source>`, and the domain at that time.
+    /// The `<domainsnapshot>` XML: state, parent, `<disks>` with each overlay's `<source>`, and the domain as it was.
     public func xml() throws(LibvirtError) -> String {
         try unwrap(takeString(virDomainSnapshotGetXMLDesc(handle, 0)), "virDomainSnapshotGetXMLDesc")
     }

@@ -27,7 +27,7 @@ struct SandboxCommand: ParsableCommand {
                 conn = try Connection(uri: uri)
             } catch {
                 throw CLIError(
-                    "cannot connect to \(uri): \(error.message)",
+                    "cannot connect to \(uri): \((error as? LibvirtError)?.message ?? "\(error)")",
                     hint: "run scripts/sandbox.sh, which installs libvirt and starts libvirtd, or start libvirtd -d")
             }
             let sandbox = try Sandbox(connection: conn)

@@ -28,6 +28,9 @@ struct LibvirtWrapperTests {
         #expect(try !conn.hostname.isEmpty)
         #expect(try conn.libvirtVersion >= 9_000_000)
         #expect(try conn.hypervisorVersion >= 7_000_000)
+        let readOnly = try Connection(uri: "qemu:///system", readOnly: true)
+        let denied = try #require(throws: LibvirtError.self) { try readOnly.defineXML("<domain/>") }
+        #expect(denied.code == LibvirtError.Code.operationDenied, "\(denied)")
         // Listing works (other domains may exist on the host; we only look at the call succeeding).
         _ = try conn.listAllDomains()
     }
@@ -60,7 +63,7 @@ struct LibvirtWrapperTests {
         #expect(again.message.contains(missing + "2"))
 
         let noConnect = try #require(throws: LibvirtError.self) { try Connection(uri: "vcbogus:///nowhere") }
-        #expect(noConnect.operation == "virConnectOpen")
+        #expect(noConnect.operation == "virConnectOpenAuth")
         #expect(noConnect.code != LibvirtError.Code.ok)
     }
 
@@ -119,7 +122,8 @@ struct LibvirtWrapperTests {
         #expect(refusedCommit.message.contains("could not find image '\(mid)'"))
         let refusedPull = try #require(throws: LibvirtError.self) { try off.blockPull(disk: "vda") }
         #expect(refusedPull.code == LibvirtError.Code.operationInvalid)
-        #expect(refusedPull.description == "virDomainBlockPull: Requested operation is not valid: domain is not running")
+        #expect(
+            refusedPull.description == "virDomainBlockPull: Requested operation is not valid: domain is not running")
         let refusedInfo = try #require(throws: LibvirtError.self) { try off.blockJobInfo(disk: "vda") }
         #expect(refusedInfo.code == LibvirtError.Code.operationInvalid)
         #expect(try off.blockInfo(disk: "vda").capacity == 64 * Self.mib)
@@ -209,18 +213,21 @@ struct LibvirtWrapperTests {
         let guest = try sandbox.defineDomain(name: "pull", disks: [("vda", top, "qcow2")], start: true)
         #expect(try guest.xml().contains("<backingStore type='file' index='3'>"))
 
-        try guest.blockRebase(disk: "vda", base: nil)
-        var sawJob: BlockJobInfo?
-        let finished = try waitUntil(timeout: 30) {
-            guard let job = try guest.blockJobInfo(disk: "vda") else { return true }
-            sawJob = job
-            return false
+        // Start throttled to 1 MiB/s so the job is observable, then lift the limit.
+        try guest.blockRebase(disk: "vda", base: nil, bandwidth: Self.mib, flags: .bandwidthBytes)
+        let job = try #require(try guest.blockJobInfo(disk: "vda"))
+        #expect(job.type == .pull)
+        #expect(job.bandwidth == Self.mib)
+        #expect(job.end == 64 * Self.mib)
+        let second = try #require(throws: LibvirtError.self) {
+            try guest.blockCommit(disk: "vda", base: nil, top: nil, flags: [.active])
         }
+        // A second job on the same disk (here: during a pull) is refused as "Operation not supported".
+        #expect(second.code == LibvirtError.Code.operationUnsupported, "\(second)")
+        #expect(second.message.contains("disk 'vda' already in active block job"))
+        try guest.blockJobSetSpeed(disk: "vda", bandwidth: 0)
+        let finished = try waitUntil(timeout: 30) { try guest.blockJobInfo(disk: "vda") == nil }
         #expect(finished)
-        if let sawJob {
-            #expect(sawJob.type == .pull)
-            #expect(sawJob.end == 64 * Self.mib)
-        }
         let live = try guest.xml()
         #expect(!live.contains("<backingStore type='file'"))
         #expect(live.contains("<backingStore/>"))
@@ -233,6 +240,48 @@ struct LibvirtWrapperTests {
         #expect(try sandbox.verifyPattern(image: top, byte: 0x5A, offset: 0, length: 4 * Self.mib))
         #expect(try sandbox.verifyPattern(image: top, byte: 0x6B, offset: 8 * Self.mib, length: 2 * Self.mib))
         #expect(try sandbox.verifyPattern(image: top, byte: 0, offset: 16 * Self.mib, length: Self.mib))
+    }
+
+    @Test(.requiresLibvirt) func activeCommitAndBlockCopyPivot() throws {
+        let conn = try requireLibvirt()
+        let sandbox = try Sandbox(connection: conn, prefix: uniqueTestPrefix("pivot"))
+        defer { try? sandbox.teardown() }
+        let base = try sandbox.createImage(name: "base.qcow2", sizeMiB: 32)
+        try sandbox.writePattern(image: base, byte: 0x11, offset: 0, length: Self.mib)
+        let top = try sandbox.createImage(name: "top.qcow2", backing: base)
+        try sandbox.writePattern(image: top, byte: 0x22, offset: 2 * Self.mib, length: Self.mib)
+        let guest = try sandbox.defineDomain(name: "pivot", disks: [("vda", top, "qcow2")], start: true)
+
+        // Active commit: READY shows as <mirror … ready='yes'>, then pivot onto the base.
+        try guest.blockCommit(disk: "vda", base: nil, top: nil, flags: [.active])
+        #expect(try guest.blockJobInfo(disk: "vda")?.type == .activeCommit)
+        #expect(try waitUntil(timeout: 30) { try guest.xml().contains("job='active-commit' ready='yes'") })
+        try guest.blockJobAbort(disk: "vda", flags: .pivot)
+        #expect(try waitUntil(timeout: 30) { try guest.blockJobInfo(disk: "vda") == nil })
+        #expect(try guest.xml().contains("<source file='\(base)' index='2'/>"))
+
+        // Shallow copy of the (now single-layer) disk to a pre-created destination, then pivot.
+        let dest = try sandbox.createImage(name: "fast/copy.qcow2", sizeMiB: 32)
+        let destXML = "<disk type='file'><driver type='qcow2'/><source file='\(dest)'/></disk>"
+        let persistentRefused = try #require(throws: LibvirtError.self) {
+            try guest.blockCopy(disk: "vda", destXML: destXML, flags: [.reuseExternal])
+        }
+        #expect(persistentRefused.code == LibvirtError.Code.operationInvalid, "\(persistentRefused)")
+        try guest.blockCopy(
+            disk: "vda", destXML: destXML, bandwidthBytes: 512 * Self.mib, granularity: 65536,
+            flags: [.shallow, .reuseExternal, .transientJob])
+        let copyJob = try #require(try guest.blockJobInfo(disk: "vda"))
+        #expect(copyJob.type == .copy)
+        #expect(copyJob.bandwidth == 512 * Self.mib)
+        #expect(try waitUntil(timeout: 30) { try guest.xml().contains("job='copy' ready='yes'") })
+        try guest.blockJobAbort(disk: "vda", flags: [.pivot])
+        #expect(try waitUntil(timeout: 30) { try guest.blockJobInfo(disk: "vda") == nil })
+        #expect(try guest.xml().contains("<source file='\(dest)'"))
+        #expect(try guest.xml(inactive: true).contains("<source file='\(dest)'/>"))
+
+        try guest.destroy()
+        #expect(try sandbox.verifyPattern(image: dest, byte: 0x11, offset: 0, length: Self.mib))
+        #expect(try sandbox.verifyPattern(image: dest, byte: 0x22, offset: 2 * Self.mib, length: Self.mib))
     }
 
     // MARK: Teardown

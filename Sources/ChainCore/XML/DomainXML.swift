@@ -4,6 +4,7 @@
 /// `PathResolver`; these only make a path absolute and remove `.`, `..` and repeated slashes.
 public enum PathUtil {
     public static func normalize(_ path: String, relativeTo dir: String? = nil) -> String {
+        if isNormalAbsolute(path) { return path }
         var full = path
         if !path.hasPrefix("/"), let dir {
             full = dir + "/" + path
@@ -26,15 +27,37 @@ public enum PathUtil {
         return absolute ? "/" + joined : (joined.isEmpty ? "." : joined)
     }
 
+    /// Absolute, no `//`, no `.` or `..` component, no trailing slash: already normal.
+    static func isNormalAbsolute(_ path: String) -> Bool {
+        path.utf8.withContiguousStorageIfAvailable { b -> Bool in
+            guard b.count > 1, b[0] == 0x2F, b[b.count - 1] != 0x2F else { return b.count == 1 && b[0] == 0x2F }
+            var i = 1
+            while i < b.count {
+                if b[i] == 0x2F {
+                    // A component starts at i+1.
+                    if b[i - 1] == 0x2F { return false }
+                } else if b[i] == 0x2E && b[i - 1] == 0x2F {
+                    let next = i + 1 < b.count ? b[i + 1] : 0x2F
+                    if next == 0x2F { return false }
+                    if next == 0x2E && (i + 2 >= b.count || b[i + 2] == 0x2F) { return false }
+                }
+                i += 1
+            }
+            return true
+        } ?? false
+    }
+
     public static func dirname(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        if slash == path.startIndex { return "/" }
+        let u = path.utf8
+        guard let slash = u.lastIndex(of: 0x2F) else { return "." }
+        if slash == u.startIndex { return "/" }
         return String(path[..<slash])
     }
 
     public static func basename(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
-        return String(path[path.index(after: slash)...])
+        let u = path.utf8
+        guard let slash = u.lastIndex(of: 0x2F) else { return path }
+        return String(path[u.index(after: slash)...])
     }
 }
 
@@ -55,6 +78,8 @@ public struct ParsedDomain: Sendable {
 }
 
 public enum DomainXML {
+    public static func domainKeepForBench(_ path: [String]) -> XMLKeep { domainKeep(path) }
+
     /// Element paths kept when parsing a domain: name, uuid, the disks (whole), everything else skipped.
     static func domainKeep(_ path: [String]) -> XMLKeep {
         switch path.count {

@@ -108,6 +108,8 @@ private let SEMI = UInt8(ascii: ";")
 private struct Parser {
     let buf: UnsafeBufferPointer<UInt8>
     var i = 0
+    /// Attribute names of the current start tag (reused to avoid an allocation per element).
+    var seen: [Range<Int>] = []
 
     init(buf: UnsafeBufferPointer<UInt8>) { self.buf = buf }
 
@@ -256,7 +258,7 @@ private struct Parser {
     /// Parses attributes; returns them decoded when `decode`, else validates and drops them.
     mutating func attributes(decode: Bool) throws(XMLError) -> (attrs: [(String, String)], selfClosing: Bool) {
         var attrs: [(String, String)] = []
-        var seen: [Range<Int>] = []
+        seen.removeAll(keepingCapacity: true)
         while true {
             let hadSpace = i < buf.count && isSpace(buf[i])
             skipSpace()
@@ -380,7 +382,9 @@ private struct Parser {
                     skipSpace()
                     guard peek() == GT else { throw error("expected '>' in end tag") }
                     i += 1
-                    if kept, !text.isEmpty { node?.text = String(decoding: text, as: UTF8.self) }
+                    if kept, text.contains(where: { !isSpace($0) }) {
+                        node?.text = String(decoding: text, as: UTF8.self)
+                    }
                     return node
                 } else if n == EXCL {
                     if startsWith("<!--") {

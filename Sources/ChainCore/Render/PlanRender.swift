@@ -1,0 +1,185 @@
+// Plan output: text (terminal), JSON (machines, saved plans) and Markdown (review comments).
+
+public enum PlanRender {
+    static func base(_ path: String?) -> String { path.map(PathUtil.basename) ?? "?" }
+
+    static func chainLine(_ paths: [String]) -> String {
+        guard !paths.isEmpty else { return "(none)" }
+        return paths.reversed().map(PathUtil.basename).joined(separator: " ← ") + " (active)"
+    }
+
+    /// One-line description of what a step does.
+    public static func describe(_ s: Step) -> String {
+        switch s.action {
+        case .commit:
+            let layers = layersBetween(s)
+            if s.expectBefore.first == s.top {
+                return "active commit \(layers) into \(base(s.base)), then pivot to \(base(s.base))"
+            }
+            return "commit \(layers) into \(base(s.base))"
+        case .pull:
+            if let b = s.base {
+                return "pull \(layersBetween(s)) into \(base(s.top)); new backing \(base(b))"
+            }
+            return "pull the whole chain into \(base(s.top)) (self-contained)"
+        case .copy:
+            let kind = s.base == nil ? "full copy (flattened)" : "shallow copy (keeps backing \(base(s.base)))"
+            return "\(kind) of \(base(s.top)) to \(s.destination ?? "?"), then switch to it"
+        case .rebase:
+            return "record backing format \(s.backingFormat ?? "?") of \(base(s.base)) in \(base(s.top))"
+        case .metadataDelete:
+            return "delete libvirt metadata of snapshot \(s.snapshot ?? "?") (files untouched)"
+        case .deleteImage:
+            return "delete retired image \(s.top ?? "?")"
+        }
+    }
+
+    /// The images a commit or pull removes from the chain, from `expectBefore`/`expectAfter`.
+    static func layersBetween(_ s: Step) -> String {
+        let after = Set(s.expectAfter)
+        var removed = s.expectBefore.filter { !after.contains($0) }
+        if s.action == .commit, let b = s.base { removed.removeAll { $0 == b } }
+        if removed.isEmpty, let t = s.top { removed = [t] }
+        return removed.map(PathUtil.basename).joined(separator: ", ")
+    }
+
+    // MARK: Text
+
+    public static func text(_ plan: Plan) -> String {
+        var out = ""
+        let changing = plan.disks.filter { !$0.stepIDs.isEmpty }
+        let compliant = plan.disks.filter { $0.stepIDs.isEmpty }
+        out += "Plan for \(plan.host): \(plan.steps.count) step\(plan.steps.count == 1 ? "" : "s") on "
+        out += "\(changing.count) disk\(changing.count == 1 ? "" : "s"), ~\(formatBytes(plan.totalEstimatedBytes)) to write"
+        out += ", \(plan.blocked.count) blocked, \(compliant.count) compliant\n"
+        let byID = Dictionary(plan.steps.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        for d in changing {
+            out += "\n\(d.domain)/\(d.disk)  policy \(d.policy)\n"
+            out += "  before: \(chainLine(d.before))\n"
+            out += "  after:  \(chainLine(d.after))\n"
+            for id in d.stepIDs {
+                guard let s = byID[id] else { continue }
+                out += "  \(s.id). \(s.action.rawValue) (\(s.mode.rawValue)): \(describe(s))"
+                out += "  ~\(formatBytes(s.estimatedBytes))\n"
+                out += "     because \(s.reason)\n"
+            }
+        }
+        if !plan.blocked.isEmpty {
+            out += "\nBlocked:\n"
+            for b in plan.blocked {
+                out += "  \(b.domain)/\(b.disk) [\(b.code.rawValue)]: \(b.reason)\n"
+            }
+        }
+        if !compliant.isEmpty {
+            out += "\nCompliant: " + compliant.map { "\($0.domain)/\($0.disk)" }.joined(separator: ", ") + "\n"
+        }
+        if plan.steps.isEmpty && plan.blocked.isEmpty {
+            out += "\nNo changes. Every managed disk matches its policy.\n"
+        }
+        return out
+    }
+
+    // MARK: JSON
+
+    public static func stepJSON(_ s: Step) -> JSONOut {
+        .object([
+            ("id", .int(Int64(s.id))),
+            ("host", .string(s.host)),
+            ("domain", .string(s.domain)),
+            ("disk", .string(s.disk)),
+            ("action", .string(s.action.rawValue)),
+            ("mode", .string(s.mode.rawValue)),
+            ("top", .str(s.top)),
+            ("base", .str(s.base)),
+            ("destination", .str(s.destination)),
+            ("estimatedBytes", .uint(s.estimatedBytes)),
+            ("reason", .string(s.reason.description)),
+            ("rule", .string(s.reason.rule)),
+            ("policy", .string(s.reason.policy)),
+            ("policyLocation", .string(s.reason.location)),
+            ("snapshot", .str(s.snapshot)),
+            ("backingFormat", .str(s.backingFormat)),
+            ("expectBefore", .array(s.expectBefore.map { .string($0) })),
+            ("expectAfter", .array(s.expectAfter.map { .string($0) })),
+            ("description", .string(describe(s))),
+        ])
+    }
+
+    public static func json(_ plan: Plan) -> JSONOut {
+        .object([
+            ("formatVersion", .int(Int64(plan.formatVersion))),
+            ("host", .string(plan.host)),
+            ("noOp", .bool(plan.isNoOp)),
+            ("totalEstimatedBytes", .uint(plan.totalEstimatedBytes)),
+            ("steps", .array(plan.steps.map(stepJSON))),
+            (
+                "blocked",
+                .array(
+                    plan.blocked.map { b in
+                        .object([
+                            ("domain", .string(b.domain)), ("disk", .string(b.disk)), ("reason", .string(b.reason)),
+                            ("code", .string(b.code.rawValue)), ("policy", .str(b.policy)),
+                        ])
+                    })
+            ),
+            (
+                "disks",
+                .array(
+                    plan.disks.map { d in
+                        .object([
+                            ("domain", .string(d.domain)), ("disk", .string(d.disk)), ("policy", .string(d.policy)),
+                            ("before", .array(d.before.map { .string($0) })),
+                            ("after", .array(d.after.map { .string($0) })),
+                            ("steps", .array(d.stepIDs.map { .int(Int64($0)) })),
+                        ])
+                    })
+            ),
+            ("fingerprints", .object(plan.fingerprints.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
+        ])
+    }
+
+    // MARK: Markdown
+
+    static func md(_ s: String) -> String {
+        var out = ""
+        for c in s {
+            if "|*_`<>[]\\".contains(c) { out.append("\\") }
+            out.append(c)
+        }
+        return out
+    }
+
+    public static func markdown(_ plan: Plan) -> String {
+        var out = "### virt-chain plan for `\(plan.host)`\n\n"
+        let changing = plan.disks.filter { !$0.stepIDs.isEmpty }
+        let compliant = plan.disks.filter { $0.stepIDs.isEmpty }
+        out += "**\(plan.steps.count) step\(plan.steps.count == 1 ? "" : "s")** on \(changing.count) "
+        out += "disk\(changing.count == 1 ? "" : "s"), about **\(formatBytes(plan.totalEstimatedBytes))** to write"
+        out += " · \(plan.blocked.count) blocked · \(compliant.count) compliant\n\n"
+        if !plan.steps.isEmpty {
+            out += "| # | disk | action | mode | what | est. bytes | why |\n"
+            out += "|---:|---|---|---|---|---:|---|\n"
+            for s in plan.steps {
+                out += "| \(s.id) | `\(s.domain)/\(s.disk)` | \(s.action.rawValue) | \(s.mode.rawValue) | "
+                out += "\(md(describe(s))) | \(formatBytes(s.estimatedBytes)) | \(md(s.reason.description)) |\n"
+            }
+            out += "\n<details><summary>Chains before ⇒ after</summary>\n\n"
+            for d in changing {
+                out += "- `\(d.domain)/\(d.disk)` (policy `\(d.policy)`):\n"
+                out += "  `\(chainLine(d.before))` ⇒ `\(chainLine(d.after))`\n"
+            }
+            out += "\n</details>\n\n"
+        }
+        if !plan.blocked.isEmpty {
+            out += "#### ⚠️ Blocked\n\n"
+            for b in plan.blocked {
+                out += "- `\(b.domain)/\(b.disk)` **\(b.code.rawValue)**: \(md(b.reason))\n"
+            }
+            out += "\n"
+        }
+        if plan.steps.isEmpty && plan.blocked.isEmpty {
+            out += "No changes: every managed disk matches its policy.\n"
+        }
+        return out
+    }
+}

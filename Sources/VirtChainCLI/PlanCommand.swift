@@ -1,0 +1,100 @@
+import ArgumentParser
+import ChainCore
+import ChainOps
+import Foundation
+
+struct PlanCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Plan the smallest safe sequence of steps that brings every disk to its policy.",
+        discussion: """
+            Exit codes: 0 nothing to do; 1 error; 2 changes pending (only with --detailed-exitcode); \
+            3 some disks blocked (each with its reason).
+            """)
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json, markdown }
+
+    @Option(name: .long, help: "Policy file or directory (repeatable).")
+    var policies: [String] = []
+
+    @OptionGroup var source: SourceOptions
+
+    @Option(name: .long, help: "Host configuration file (default /etc/virt-chain/config.json).")
+    var config: String?
+
+    @Option(name: .long, help: "Output format: text, json or markdown.")
+    var format: Format = .text
+
+    @Option(name: .long, help: "Also save the plan (JSON, with fingerprints) to FILE for `apply FILE`.")
+    var out: String?
+
+    @Flag(name: .customLong("detailed-exitcode"), help: "Exit 2 when there are changes to apply.")
+    var detailedExitcode = false
+
+    @Flag(name: .customLong("allow-empty"), help: "Accept a run with no policies (nothing is managed).")
+    var allowEmpty = false
+
+    @Argument(help: "Only these domains (default: all).")
+    var domains: [String] = []
+
+    func validate() throws {
+        if policies.isEmpty { throw ValidationError("--policies PATH is required") }
+    }
+
+    func run() throws {
+        try runReporting {
+            let loaded = try LoadedPolicies.load(policies, allowEmpty: allowEmpty)
+            let hostConfig = try loadHostConfig(config)
+            var inventory = try source.inventory(names: domains)
+            let match = loaded.match(inventory)
+            if !match.diagnostics.isEmpty {
+                for d in match.diagnostics { Stderr.write("\(d)\n") }
+                throw CLIError(
+                    "\(match.diagnostics.count) disk(s) matched by more than one policy; nothing was planned",
+                    hint: "make the policies' match patterns disjoint, then run again")
+            }
+            let plan = PlanBuilder.build(
+                inventory: &inventory, assignments: match.assignments, config: hostConfig,
+                policyDigest: loaded.result.digest, measure: source.domainXML.isEmpty)
+            let rendered: String
+            switch format {
+            case .text: rendered = PlanRender.text(plan)
+            case .json: rendered = PlanRender.json(plan).render()
+            case .markdown: rendered = PlanRender.markdown(plan)
+            }
+            emit(rendered)
+            if let out {
+                do {
+                    try PlanRender.json(plan).render().write(toFile: out, atomically: true, encoding: .utf8)
+                } catch {
+                    throw CLIError("cannot write plan to \(out): \(error.localizedDescription)")
+                }
+                Stderr.write("plan saved to \(out)\n")
+            }
+            if !plan.blocked.isEmpty { return Exit.blocked }
+            if detailedExitcode && !plan.steps.isEmpty { return Exit.changesPending }
+            return Exit.ok
+        }
+    }
+}
+
+/// Plans in two passes: the first finds the disks that need a change; only their layers are then measured
+/// (per-layer allocation maps) and the plan is made again with exact byte estimates.
+enum PlanBuilder {
+    static func build(
+        inventory: inout Inventory, assignments: [DiskKey: Policy], config: HostConfig, policyDigest: String,
+        measure: Bool
+    ) -> Plan {
+        var input = PlannerInput(inventory: inventory, assignments: assignments, config: config, freeSpace: [:])
+        var plan = Planner.plan(input)
+        let touched = Set(plan.steps.map { DiskKey(domain: $0.domain, disk: $0.disk) })
+        if !touched.isEmpty {
+            if measure { InventoryReader.measureAllocation(&inventory, disks: touched) }
+            input.inventory = inventory
+            input.freeSpace = FreeSpace.directories(of: inventory, disks: touched, assignments: assignments)
+            plan = Planner.plan(input)
+        }
+        plan.fingerprints["policies"] = policyDigest
+        return plan
+    }
+}
