@@ -23,9 +23,15 @@ public enum InventoryReader {
 
     /// Completes one disk's chain: probes below an unterminated XML chain and fills sizes, formats and bitmaps of
     /// every local layer from its image header.
-    public static func complete(_ disk: inout Disk) {
+    /// `fromTop`: ignore what the XML lists below the active image and follow the image headers instead (shut-off
+    /// guests: their inactive XML is only a hint).
+    public static func complete(_ disk: inout Disk, fromTop: Bool = false) {
         guard var chain = disk.chain else { return }
         defer { disk.chain = chain }
+        if fromTop, chain.problems.isEmpty, chain.layers.count >= 1, chain.layers[0].source.isLocal {
+            chain.layers.removeSubrange(1...)
+            chain.complete = chain.layers[0].format == "raw"
+        }
         // Probe below the last listed layer when the XML chain is not terminated.
         if !chain.complete, chain.problems.isEmpty, let last = chain.layers.last, last.source.isLocal,
             let path = last.source.path
@@ -161,7 +167,7 @@ public enum InventoryReader {
                             guard let top = parsed.domain.disks[d].chain?.active?.source.path,
                                 access(top, F_OK) == 0
                             else { continue }
-                            complete(&parsed.domain.disks[d])
+                            complete(&parsed.domain.disks[d], fromTop: !parsed.live)
                         }
                     }
                     dom = parsed
@@ -283,7 +289,7 @@ public enum InventoryReader {
             var parsed = try DomainXML.parseDomain(Array(xml.utf8), file: "domain \(name)", state: st, resolve: resolve)
             parsed.domain.persistent = (try? d.isPersistent) ?? true
             for i in parsed.domain.disks.indices where parsed.domain.disks[i].isChainDisk {
-                complete(&parsed.domain.disks[i])
+                complete(&parsed.domain.disks[i], fromTop: !st.isActive)
                 if st.isActive {
                     if let info = try d.blockJobInfo(disk: parsed.domain.disks[i].target) {
                         parsed.domain.disks[i].job = ChainCore.BlockJob(
