@@ -362,7 +362,7 @@ private struct Parser {
                 return String(decoding: scratch, as: UTF8.self)
             }
             if b == Byte.backslash {
-                try parseEscape()
+                try parseEscape(quote: quote)
             } else if b < 0x20 {
                 throw controlCharacter(b, at: index, quote: quote)
             } else if b < 0x80 {
@@ -386,10 +386,10 @@ private struct Parser {
         return error("control character \(name) must be escaped in a string\(hint)", at: offset)
     }
 
-    /// Decodes the escape sequence at `index` (a backslash) into `scratch`.
-    mutating func parseEscape() throws(PendingError) {
+    /// Decodes the escape sequence at `index` (a backslash) into `scratch`. `quote` is where the string began.
+    mutating func parseEscape(quote: Int) throws(PendingError) {
         let backslash = index
-        guard index + 1 < bytes.count else { throw error("unterminated string", at: backslash) }
+        guard index + 1 < bytes.count else { throw error("unterminated string", at: quote) }
         let c = bytes[index + 1]
         index += 2
         switch c {

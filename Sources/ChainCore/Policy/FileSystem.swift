@@ -128,7 +128,7 @@ public struct InMemoryFileSystem: ReadOnlyFileSystem {
         let path = Self.clean(path)
         if files[path] != nil || unreadable[path] != nil { return .file }
         let prefix = path.isEmpty || path == "/" ? path : path + "/"
-        if files.keys.contains(where: { $0.hasPrefix(prefix) }) { return .directory }
+        if (Array(files.keys) + Array(unreadable.keys)).contains(where: { $0.hasPrefix(prefix) }) { return .directory }
         return .missing
     }
 
@@ -145,7 +145,7 @@ public struct InMemoryFileSystem: ReadOnlyFileSystem {
         let directory = Self.clean(directory)
         let prefix = directory.isEmpty || directory == "/" ? directory : directory + "/"
         var names = Set<String>()
-        for path in files.keys where path.hasPrefix(prefix) {
+        for path in Array(files.keys) + Array(unreadable.keys) where path.hasPrefix(prefix) {
             let rest = path.dropFirst(prefix.count)
             if let name = rest.split(separator: "/", omittingEmptySubsequences: true).first {
                 names.insert(String(name))

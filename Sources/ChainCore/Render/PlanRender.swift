@@ -14,6 +14,9 @@ public enum PlanRender {
         case .commit:
             let layers = layersBetween(s)
             if s.expectBefore.first == s.top {
+                if s.mode == .offline {
+                    return "commit \(layers) into \(base(s.base)); the domain then uses \(base(s.base))"
+                }
                 return "active commit \(layers) into \(base(s.base)), then pivot to \(base(s.base))"
             }
             return "commit \(layers) into \(base(s.base))"
@@ -43,6 +46,12 @@ public enum PlanRender {
         return removed.map(PathUtil.basename).joined(separator: ", ")
     }
 
+    /// The reason without a leading `domain/disk: ` (the renderers print the disk already).
+    static func reason(_ b: Blocked) -> String {
+        let prefix = "\(b.domain)/\(b.disk): "
+        return b.reason.hasPrefix(prefix) ? String(b.reason.dropFirst(prefix.count)) : b.reason
+    }
+
     // MARK: Text
 
     public static func text(_ plan: Plan) -> String {
@@ -67,7 +76,7 @@ public enum PlanRender {
         if !plan.blocked.isEmpty {
             out += "\nBlocked:\n"
             for b in plan.blocked {
-                out += "  \(b.domain)/\(b.disk) [\(b.code.rawValue)]: \(b.reason)\n"
+                out += "  \(b.domain)/\(b.disk) [\(b.code.rawValue)]: \(reason(b))\n"
             }
         }
         if !compliant.isEmpty {
@@ -173,7 +182,7 @@ public enum PlanRender {
         if !plan.blocked.isEmpty {
             out += "#### ⚠️ Blocked\n\n"
             for b in plan.blocked {
-                out += "- `\(b.domain)/\(b.disk)` **\(b.code.rawValue)**: \(md(b.reason))\n"
+                out += "- `\(b.domain)/\(b.disk)` **\(b.code.rawValue)**: \(md(reason(b)))\n"
             }
             out += "\n"
         }

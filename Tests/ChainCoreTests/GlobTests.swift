@@ -1,0 +1,100 @@
+import Testing
+
+@testable import ChainCore
+
+@Suite struct GlobTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var pattern: String
+        var text: String
+        var pathMode: Bool
+        var matches: Bool
+        init(_ pattern: String, _ text: String, path pathMode: Bool = false, _ matches: Bool) {
+            self.pattern = pattern
+            self.text = text
+            self.pathMode = pathMode
+            self.matches = matches
+        }
+        var testDescription: String { "\(pattern) ~ \(text)\(pathMode ? " (path)" : "") → \(matches)" }
+    }
+
+    static let cases: [Case] = [
+        // Literals and *
+        Case("web-1", "web-1", true),
+        Case("web-1", "web-10", false),
+        Case("", "", true),
+        Case("", "a", false),
+        Case("*", "", true),
+        Case("*", "anything at all", true),
+        Case("web-*", "web-", true),
+        Case("web-*", "web-frontend-3", true),
+        Case("web-*", "db-web-1", false),
+        Case("*-1", "web-1", true),
+        Case("*-1", "web-10", false),
+        Case("w*b*1", "web-db-1", true),
+        Case("**", "a/b/c", true),
+        Case("*", "a/b", true),
+        // ?
+        Case("vd?", "vda", true),
+        Case("vd?", "vd", false),
+        Case("vd?", "vdaa", false),
+        Case("??", "é", true),  // é is two bytes
+        // Classes
+        Case("vd[ab]", "vdb", true),
+        Case("vd[ab]", "vdc", false),
+        Case("sd[a-c]", "sdc", true),
+        Case("sd[a-c]", "sdd", false),
+        Case("sd[!a]", "sdb", true),
+        Case("sd[!a]", "sda", false),
+        Case("sd[^a]", "sdb", true),
+        Case("x[]]", "x]", true),
+        Case("x[a-]", "x-", true),
+        Case("x[a-]", "xa", true),
+        Case("x[a", "x[a", true),
+        Case("x[a", "xa", false),
+        Case("[0-9][0-9]", "42", true),
+        Case("[0-9][0-9]", "4x", false),
+        Case("[ab]", "", false),
+        // Escapes
+        Case("a\\*", "a*", true),
+        Case("a\\*", "ab", false),
+        Case("a\\?", "a?", true),
+        Case("a\\[b]", "a[b]", true),
+        Case("a\\", "a\\", true),
+        // Path mode: * and ? stop at /, ** crosses it
+        Case("/images/golden/*", "/images/golden/base.qcow2", path: true, true),
+        Case("/images/golden/*", "/images/golden/sub/base.qcow2", path: true, false),
+        Case("/images/golden/**", "/images/golden/sub/base.qcow2", path: true, true),
+        Case("/images/**/base.qcow2", "/images/a/b/base.qcow2", path: true, true),
+        Case("/images/*/base.qcow2", "/images/a/b/base.qcow2", path: true, false),
+        Case("/images/*/base.qcow2", "/images/a/base.qcow2", path: true, true),
+        Case("/images/golden/?", "/images/golden/a", path: true, true),
+        Case("/images/golden?a", "/images/golden/a", path: true, false),
+        Case("/images/golden*", "/images/golden/a", path: true, false),
+        Case("/images/*.qcow2", "/images/web.qcow2", path: true, true),
+        Case("/images/*.qcow2", "/images/web.raw", path: true, false),
+        Case("*", "a/b", path: true, false),
+        Case("/srv/*/*.qcow2", "/srv/db/x.qcow2", path: true, true),
+    ]
+
+    @Test(arguments: cases)
+    func matches(_ c: Case) {
+        #expect(Glob.match(c.pattern, c.text, pathMode: c.pathMode) == c.matches)
+    }
+
+    @Test func pathologicalPatternsFinish() {
+        // Many stars against a long non-matching text: must not take exponential time in practice.
+        let pattern = String(repeating: "a*", count: 12) + "b"
+        let text = String(repeating: "a", count: 40)
+        #expect(!Glob.match(pattern, text))
+    }
+
+    @Test func policyMatchingUsesGlobsOnDomainAndDisk() {
+        let policy = Policy(name: "p", domains: ["web-*", "www"], disks: ["vd?"], protect: ["/golden/**"])
+        #expect(policy.matches(domain: "web-1", disk: "vda"))
+        #expect(policy.matches(domain: "www", disk: "vdb"))
+        #expect(!policy.matches(domain: "www2", disk: "vda"))
+        #expect(!policy.matches(domain: "web-1", disk: "sda"))
+        #expect(policy.protects(path: "/golden/a/b.qcow2"))
+        #expect(!policy.protects(path: "/silver/b.qcow2"))
+    }
+}

@@ -1,0 +1,210 @@
+// Property tests of the planner over random chains (deterministic seeds).
+
+import Testing
+
+@testable import ChainCore
+
+/// One random disk with everything the oracle needs to judge the plan independently of the planner.
+struct RandomCase: CustomStringConvertible {
+    var domains: [Domain]
+    var policy: Policy
+    var layers: [Layer]
+    /// Oracle: positions that must never be written, merged away, moved or deleted.
+    var unsafe: Set<Int>
+    var seed: UInt64
+
+    var paths: [String] { layers.map { $0.source.path ?? $0.key } }
+    var active: Domain { domains[0] }
+
+    var description: String {
+        let marks = paths.enumerated().map { i, p in "\(PlanPath.basename(p))\(unsafe.contains(i) ? "*" : "")" }
+        return "seed \(seed): [\(marks.joined(separator: " ← "))] maxDepth \(policy.maxDepth.map(String.init) ?? "-")"
+            + " flatten \(policy.flatten.rawValue) activeDir \(policy.activeDir ?? "-") state \(active.state)"
+    }
+
+    static func make(seed: UInt64, maxLayers: Int) -> RandomCase {
+        var rng = SplitMix64(seed: seed)
+        let n = rng.int(1...maxLayers)
+        let estimated = rng.chance(0.2)
+        var layers: [Layer] = []
+        for i in 0..<n {
+            let dir = rng.chance(0.2) ? "slow" : "vm"
+            let path = PT.path("L\(i).qcow2", dir: dir)
+            if estimated {
+                layers.append(PT.layer(path, dataBytes: UInt64(rng.int(0...40)) * PT.cluster))
+            } else {
+                var ranges: [Range<UInt64>] = []
+                for _ in 0..<rng.int(0...4) {
+                    let start = UInt64(rng.int(0...60))
+                    ranges.append(start..<min(PT.clusters, start + UInt64(rng.int(1...12))))
+                }
+                layers.append(PT.layer(path, clusters: ranges, formatRecorded: rng.chance(0.9)))
+            }
+        }
+        let paths = layers.map { $0.source.path ?? "" }
+        var unsafe = Set<Int>()
+        var domains: [Domain] = []
+        var snapshots: [Snapshot] = []
+        // Sharing: another domain's chain continues from layer i, or a snapshot's saved state is layer i.
+        if rng.chance(0.35) {
+            let i = rng.chance(0.1) ? 0 : rng.int(0...(n - 1))
+            if rng.chance(0.5) {
+                let other = PT.layer(PT.path("other-top.qcow2", dir: "other"), clusters: [0..<1])
+                domains.append(PT.domain("web-2", state: .shutoff, disks: [PT.disk("vda", [other] + layers[i...])]))
+            } else {
+                let overlay = i > 0 ? layers[i - 1].source : nil
+                snapshots.append(
+                    Snapshot(
+                        name: "s1", disks: [.init(target: "vda", kind: "external", overlay: overlay,
+                                                   stateSources: [layers[i].source])]))
+            }
+            unsafe.formUnion(i..<n)
+        }
+        var protect: [String] = []
+        for i in 0..<n where rng.chance(0.12) {
+            protect.append(paths[i])
+            unsafe.insert(i)
+        }
+        let flatten: Flatten = rng.chance(0.6) ? .none : (rng.chance(0.5) ? .keepBase : .full)
+        let maxDepth: Int? = rng.chance(0.25) ? nil : rng.int(1...5)
+        var activeDir: String?
+        if rng.chance(0.3) { activeDir = PT.root + (rng.chance(0.7) ? "/fast" : "/vm") }
+        let policy = PT.policy(
+            maxDepth: maxDepth, flatten: flatten, protect: protect, activeDir: activeDir,
+            retired: rng.chance(0.3) ? .delete : .keep)
+        let state: DomainState = rng.chance(0.5) ? .running : .shutoff
+        domains.insert(PT.domain("vm", state: state, disks: [PT.disk("vda", layers)], snapshots: snapshots), at: 0)
+        return RandomCase(domains: domains, policy: policy, layers: layers, unsafe: unsafe, seed: seed)
+    }
+
+    func plan() -> Plan {
+        PT.plan(domains, policy: policy, managed: [DiskKey(domain: "vm", disk: "vda")])
+    }
+
+    func simChain() -> SimChain {
+        SimChain(chain: Chain(layers: layers), writable: (0..<layers.count).map { !unsafe.contains($0) })
+    }
+}
+
+@Suite("Planner properties")
+struct PlannerPropertyTests {
+    static let dataActions: Set<StepAction> = [.commit, .pull, .copy]
+
+    /// (a) The plan's bytes and step count equal the optimum of an exhaustive search; no plan ⇔ no solution.
+    @Test func planIsOptimal() {
+        var planned = 0
+        var impossible = 0
+        var kinds: [String: Int] = [:]
+        for seed in 1...400 as ClosedRange<UInt64> {
+            let c = RandomCase.make(seed: seed &* 7919, maxLayers: 6)
+            let plan = c.plan()
+            let optimum = BruteForce.optimum(c.simChain(), goal: Goal(policy: c.policy, original: c.paths))
+            let blocked = plan.blocked(for: "vm")
+            if blocked.isEmpty {
+                planned += 1
+                let data = plan.steps(for: "vm").filter { Self.dataActions.contains($0.action) }
+                let bytes = data.reduce(0) { $0 + $1.estimatedBytes }
+                for step in data {
+                    let kind = step.action == .commit && step.top == step.expectBefore.first ? "active-commit"
+                        : step.action == .copy ? "copy-\(step.base == nil ? "full" : "shallow")" : step.action.rawValue
+                    kinds[kind, default: 0] += 1
+                }
+                #expect(optimum == BruteForce.Best(bytes: bytes, steps: data.count), "\(c)")
+            } else if blocked.contains(where: { $0.code == .other && $0.reason.contains("backing format") }) {
+                continue  // an unrecorded backing format in a protected or shared image: not a shape question
+            } else {
+                impossible += 1
+                let codes = Set(blocked.map(\.code))
+                #expect(codes.isSubset(of: [.impossible, .protectedActive, .sharedActive]), "\(c): \(blocked)")
+                #expect(optimum == nil, "\(c): blocked \(blocked) but search found \(String(describing: optimum))")
+            }
+        }
+        #expect(planned > 150)
+        #expect(impossible > 10)
+        // The random cases exercise every way of leaving the chain.
+        for kind in ["commit", "active-commit", "pull", "copy-full", "copy-shallow"] {
+            #expect(kinds[kind, default: 0] >= 5, "\(kind): \(kinds)")
+        }
+    }
+
+    /// (b)-(e) on chains up to 10 layers.
+    @Test func planIsSafeAndConsistent() {
+        for seed in 1...400 as ClosedRange<UInt64> {
+            let c = RandomCase.make(seed: seed &* 104_729 &+ 17, maxLayers: 10)
+            let plan = c.plan()
+            guard plan.blocked(for: "vm").isEmpty else { continue }
+            let steps = plan.steps(for: "vm")
+            var chain = c.simChain()
+            let before = chain.resolve()
+            var expected = c.paths
+            var current = c.paths
+            for step in steps {
+                // (d) each step expects the chain the previous one left.
+                #expect(step.expectBefore == expected, "\(c) step \(step.id)")
+                // (c) nothing unsafe is written, merged away, moved or deleted.
+                let touchedUnsafe = Self.unsafeTouched(step, current: current, case: c)
+                #expect(touchedUnsafe.isEmpty, "\(c) step \(step.id) \(step.action) touches \(touchedUnsafe)")
+                guard let (next, bytes) = ChainSimulator.transition(step, chain) else {
+                    Issue.record("\(c): step \(step.id) \(step.action) does not apply to \(chain.paths)")
+                    break
+                }
+                #expect(bytes == step.estimatedBytes, "\(c) step \(step.id)")
+                #expect(next.paths == step.expectAfter, "\(c) step \(step.id)")
+                chain = next
+                expected = step.expectAfter
+                current = next.paths
+            }
+            // (b) the result meets the policy.
+            let goal = Goal(policy: c.policy, original: c.paths)
+            #expect(goal.isMet(chain.paths), "\(c): final \(chain.paths)")
+            #expect(plan.diskPlan(for: "vm")?.after == chain.paths, "\(c)")
+            // (e) guest-visible content is unchanged.
+            #expect(chain.resolve() == before, "\(c)")
+        }
+    }
+
+    /// Images a step writes, merges away, moves or deletes that the oracle marks shared or protected.
+    static func unsafeTouched(_ step: Step, current: [String], case c: RandomCase) -> [String] {
+        let unsafePaths = Set(c.unsafe.map { c.paths[$0] })
+        var touched: [String] = []
+        switch step.action {
+        case .commit:
+            if let top = step.top, let base = step.base, let t = current.firstIndex(of: top),
+                let b = current.firstIndex(of: base)
+            {
+                touched = Array(current[t...b])
+            }
+        case .pull, .rebase, .copy:
+            touched = step.top.map { [$0] } ?? []
+        case .deleteImage:
+            touched = step.top.map { [$0] } ?? []
+            let inventory = Inventory(host: "h", domains: c.domains)
+            let foreign = (inventory.references[step.top ?? ""] ?? []).filter { ref in
+                if case .chain = ref.kind, ref.domain == "vm", ref.disk == "vda" { return false }
+                return true
+            }
+            if !foreign.isEmpty { return ["\(step.top ?? "") (referenced by \(foreign))"] }
+        case .metadataDelete:
+            break
+        }
+        return touched.filter { unsafePaths.contains($0) }
+    }
+
+    /// Steps are numbered 1… in order, unique, and carry the host.
+    @Test func stepIDsAreSequential() {
+        var domains: [Domain] = []
+        for index in 1...60 {
+            let layers = (0..<(index % 7 + 1)).map { i in
+                PT.layer(PT.path("L\(i).qcow2", dir: "vm\(index)"), clusters: [UInt64(i)..<UInt64(i + index % 5 + 1)])
+            }
+            domains.append(PT.domain("vm\(index)", state: index % 2 == 0 ? .running : .shutoff,
+                                     disks: [PT.disk("vda", layers), PT.disk("vdb", Array(layers.suffix(1)))]))
+        }
+        let plan = PT.plan(domains, policy: PT.policy(maxDepth: 2))
+        #expect(plan.steps.count > 30)
+        #expect(plan.steps.map(\.id) == Array(1...max(plan.steps.count, 1)))
+        #expect(plan.steps.allSatisfy { $0.host == "qemu:///system" })
+        let listed = plan.disks.flatMap(\.stepIDs).sorted()
+        #expect(listed == plan.steps.map(\.id))
+    }
+}

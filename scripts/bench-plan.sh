@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Benchmark: planning (docs/benchmarks.md, "plan").
+#
+#   bash scripts/bench-plan.sh [COUNT]       (default 10000 domains; RUNS=10 WARMUP=2 MAX_LOAD=1.0 env overrides)
+#
+# 1. ONE hyperfine run over COUNT generated live domain XML files (the same files as scripts/bench-xml.sh):
+#      xmllint --noout FILES...                                   (baseline; one process, the list passed by xargs)
+#      virt-chain plan --policies P --domain-xml DIR --format json (load policies, parse, match, plan, render)
+#    Target: plan/xmllint ≤ 1.0.
+# 2. virt-chain-bench plan-only --disks 20000: Planner.plan alone on an in-memory inventory of 20,000 disks
+#    (synthetic sizes, the same policy mix), median of RUNS_PLAN_ONLY runs in one process. Target < 100 ms.
+# Results go to .build/bench-results/plan-*.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COUNT="${1:-10000}"
+RUNS="${RUNS:-10}"
+WARMUP="${WARMUP:-2}"
+RUNS_PLAN_ONLY="${RUNS_PLAN_ONLY:-15}"
+MAX_LOAD="${MAX_LOAD:-1.0}"
+LOAD_WAIT="${LOAD_WAIT:-600}"
+results=.build/bench-results
+mkdir -p "$results"
+
+machine_facts() {
+    echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "nproc:    $(nproc)"
+    echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+    echo "swift:    $(swift --version 2>/dev/null | head -1)"
+    echo "libvirt:  $(virsh --version 2>/dev/null || echo n/a)"
+    echo "xmllint:  $(xmllint --version 2>&1 | head -1)"
+    echo "hyperfine: $(hyperfine --version)"
+}
+
+wait_for_low_load() {
+    local waited=0
+    while awk -v max="$MAX_LOAD" '{ exit !($1 >= max) }' /proc/loadavg && [ "$waited" -lt "$LOAD_WAIT" ]; do
+        [ $((waited % 60)) -eq 0 ] && echo "bench: load $(cut -d' ' -f1-3 /proc/loadavg) ≥ $MAX_LOAD, waiting…" >&2
+        sleep 5
+        waited=$((waited + 5))
+    done
+    echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
+}
+
+echo "bench-plan: building release products" >&2
+# Each product on its own; retried when a source file changed during the build (others editing the tree).
+build() {
+    local attempt log
+    log="$(mktemp)"
+    for attempt in 1 2 3 4 5; do
+        if swift build -c release --product "$1" >"$log" 2>&1; then rm -f "$log"; return 0; fi
+        grep -q 'modified during the build' "$log" || break
+        echo "bench: sources changed during the build of $1, retrying ($attempt)" >&2
+        sleep 20
+    done
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+}
+build virt-chain-bench
+build virt-chain
+bench="$PWD/.build/release/virt-chain-bench"
+vc="$PWD/.build/release/virt-chain"
+
+work="$(mktemp -d /tmp/vcbp.XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+dir="$work/x"
+"$bench" gen-xml "$dir" --count "$COUNT" | tee "$results/plan-gen.txt"
+
+# The policy mix of `virt-chain-bench plan-only` (benchPolicies() in Benchmarks/main.swift), as a policy file.
+mkdir -p "$work/policies"
+cat >"$work/policies/bench.json" <<'EOF'
+{
+  "version": 1,
+  "policies": [
+    { "name": "web", "match": { "domains": ["bench-*0", "bench-*1", "bench-*2", "bench-*3"] }, "maxDepth": 4,
+      "protect": ["/var/lib/libvirt/images/golden/*"] },
+    { "name": "db", "match": { "domains": ["bench-*4", "bench-*5"] }, "flatten": "keep-base",
+      "protect": ["/var/lib/libvirt/images/golden/*"] },
+    { "name": "batch", "match": { "domains": ["bench-*6", "bench-*7"] }, "maxDepth": 8,
+      "protect": ["/var/lib/libvirt/images/golden/*"], "storage": { "activeDir": "/var/lib/libvirt/images/fast" } },
+    { "name": "archive", "match": { "domains": ["bench-*8"] }, "flatten": "full", "retired": "delete",
+      "protect": ["/var/lib/libvirt/images/golden/*"] },
+    { "name": "lab", "match": { "domains": ["bench-*9"] }, "protect": ["/var/lib/libvirt/images/golden/*"] }
+  ]
+}
+EOF
+"$vc" validate "$work/policies"
+
+ls "$dir" | sed "s|^|$dir/|" >"$work/files.txt"
+xsize=$(( $(getconf ARG_MAX) - 65536 ))
+invocations=$(xargs -s "$xsize" -a "$work/files.txt" sh -c 'echo $#' sh)
+[ "$invocations" = "$COUNT" ] || { echo "bench-plan: xargs would split the xmllint run ($invocations)" >&2; exit 1; }
+
+# One plan first: its exit status (0 nothing to do, 3 some disks blocked are both results; 1 is an error) and size.
+plan_cmd=("$vc" plan --policies "$work/policies" --domain-xml "$dir" --format json)
+set +e
+"${plan_cmd[@]}" >"$work/plan.json" 2>"$work/plan.err"
+plan_rc=$?
+set -e
+if [ "$plan_rc" -ne 0 ] && [ "$plan_rc" -ne 3 ]; then
+    echo "bench-plan: virt-chain plan failed (exit $plan_rc):" >&2
+    head -20 "$work/plan.err" >&2
+    exit 1
+fi
+summary=$(jq -r '"\(.steps | length) steps, \(.blocked | length) blocked, \(.fingerprints | length) fingerprints"' "$work/plan.json")
+echo "plan: exit $plan_rc; $summary; $(wc -c <"$work/plan.json") bytes of JSON" | tee "$results/plan-once.txt"
+jq -r '.steps | group_by(.action) | map("  \(.[0].action): \(length)") | .[]' "$work/plan.json" | tee -a "$results/plan-once.txt"
+ignore=()
+[ "$plan_rc" -eq 3 ] && ignore=(-i)   # exit 3 (blocked disks) is a result, not a failure
+
+{
+    machine_facts
+    wait_for_low_load
+} | tee "$results/plan-machine.txt"
+
+hyperfine -N "${ignore[@]}" --warmup "$WARMUP" --runs "$RUNS" \
+    --export-json "$results/plan.json" --export-markdown "$results/plan.md" \
+    -n "xmllint --noout FILES ($COUNT files)" "xargs -s $xsize -a $work/files.txt xmllint --noout" \
+    -n "virt-chain plan --policies P --domain-xml DIR --format json" "${plan_cmd[*]}"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results/plan-machine.txt"
+
+wait_for_low_load >/dev/null
+"$bench" plan-only --disks 20000 --runs "$RUNS_PLAN_ONLY" | tee "$results/plan-only.txt"
+plan_rss=$(/usr/bin/time -f '%M' "${plan_cmd[@]}" 2>&1 >/dev/null | tail -1)
+
+{
+    echo
+    echo "| command | mean ± σ (s) | median (s) | ratio to xmllint (mean) | ratio (median) |"
+    echo "|---|---|---|---|---|"
+    jq -r '.results[0] as $b | .results[] |
+        "| `\(.command)` | \(.mean*1000|round/1000) ± \(.stddev*1000|round/1000) | \(.median*1000|round/1000) | \((.mean/$b.mean)*100|round/100) | \((.median/$b.median)*100|round/100) |"' \
+        "$results/plan.json"
+    echo
+    echo "peak RSS of virt-chain plan: $((plan_rss / 1024)) MiB"
+    ratio=$(jq -r '(.results[1].mean / .results[0].mean) * 100 | round / 100' "$results/plan.json")
+    echo "plan/xmllint ratio $ratio (target ≤ 1.0): $(awk -v r="$ratio" 'BEGIN { print (r <= 1.0 ? "MET" : "MISSED") }')"
+    median=$(awk '/^plan-only-median-ms/ { print $2 }' "$results/plan-only.txt")
+    echo "plan-only median $median ms for 20,000 disks (target < 100 ms): $(awk -v m="$median" 'BEGIN { print (m < 100 ? "MET" : "MISSED") }')"
+} | tee "$results/plan-summary.md"
