@@ -1,3 +1,3 @@
 import VirtChainCLI
 
-await VirtChain.main()
+VirtChain.main()
