@@ -42,6 +42,14 @@ struct SandboxCommand: ParsableCommand {
             emit("$ virt-chain show --policies \(scenario.policyFile)\n\n")
             emit(ShowReport(inventory: mine, assignments: match.assignments, conflicts: match.conflicts).text())
 
+            var inventory = mine
+            let config = HostConfig(allowedRoots: [ImageProbe.canonical(sandbox.directory)])
+            let plan = PlanBuilder.build(
+                inventory: &inventory, assignments: match.assignments, config: config,
+                policyDigest: loaded.result.digest, measure: true)
+            emit("\n$ virt-chain plan --policies \(scenario.policyFile)\n\n")
+            emit(PlanRender.text(plan))
+
             if keep {
                 Stderr.write("sandbox: kept. Remove with: virsh undefine --snapshots-metadata / destroy "
                     + "\(sandbox.prefix)*; rm -r \(sandbox.directory)\n")
