@@ -85,9 +85,10 @@ import Testing
         #expect(value[1]?.position == JSONPosition(line: 1, column: 8))
         // CRLF and a lone CR are one line break each; a tab is one column.
         let mixed = try JSONParser.parse("[\r\n1,\r\t2,\n3]")
-        #expect(mixed.elements?.map(\.position) == [
-            JSONPosition(line: 2, column: 1), JSONPosition(line: 3, column: 2), JSONPosition(line: 4, column: 1),
-        ])
+        #expect(
+            mixed.elements?.map(\.position) == [
+                JSONPosition(line: 2, column: 1), JSONPosition(line: 3, column: 2), JSONPosition(line: 4, column: 1),
+            ])
     }
 
     @Test func byteOrderMarkIsSkippedAndNotCounted() throws {
@@ -154,7 +155,9 @@ import Testing
         BadInput(
             "truex",
             "1:1: invalid literal 'truex'; expected true, false, null, a number, or a string in double quotes"),
-        BadInput("[\"é\", x]", "1:7: invalid literal 'x'; expected true, false, null, a number, or a string in double quotes"),
+        BadInput(
+            "[\"é\", x]",
+            "1:7: invalid literal 'x'; expected true, false, null, a number, or a string in double quotes"),
         BadInput("\"abc", "1:1: unterminated string"),
         BadInput("\"abc\\", "1:1: unterminated string"),
         BadInput("[\"a\\n\nb\"]", "1:2: unterminated string (a string cannot contain a raw line break; write \\n)"),
@@ -195,8 +198,11 @@ import Testing
     }
 
     @Test func throwingParseThrowsTheSameError() {
-        #expect(throws: JSONParseError(kind: .syntax, message: "trailing comma is not allowed",
-            position: JSONPosition(line: 1, column: 4), path: JSONPath([.index(0)]))) {
+        #expect(
+            throws: JSONParseError(
+                kind: .syntax, message: "trailing comma is not allowed",
+                position: JSONPosition(line: 1, column: 4), path: JSONPath([.index(0)]))
+        ) {
             try JSONParser.parse("[[1,]]")
         }
     }
@@ -262,7 +268,8 @@ import Testing
              "maxDepth": 3, "protect": ["/a/\\u00e9\\ud83d\\ude00"], "x": [true, false, null, -1.5e3]}]}
             """.utf8)
         var generator = JSONFuzzRandom(seed: 42)
-        let alphabet = Array("{}[]\",:\\/*-+.0123456789eEtrufalsn \n\r\t'#".utf8) + [0x00, 0x80, 0xC3, 0xED, 0xF4, 0xFF]
+        let alphabet =
+            Array("{}[]\",:\\/*-+.0123456789eEtrufalsn \n\r\t'#".utf8) + [0x00, 0x80, 0xC3, 0xED, 0xF4, 0xFF]
         var parsed = 0
         for _ in 0..<3000 {
             var bytes = base

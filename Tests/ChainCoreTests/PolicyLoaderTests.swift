@@ -44,123 +44,177 @@ enum PolicyFixtures {
     static let nameRule = "expected a name of lowercase letters, digits and '-' that starts with a letter or digit"
 
     static let errorCases: [ErrorCase] = [
-        ErrorCase(file: "errors/syntax-empty.json", expected: [
-            #"errors/syntax-empty.json:1:1: the file is empty; expected a JSON object with "version" and "policies""#,
-        ]),
-        ErrorCase(file: "errors/syntax-blank.json", expected: [
-            #"errors/syntax-blank.json:1:1: the file is empty; expected a JSON object with "version" and "policies""#,
-        ]),
-        ErrorCase(file: "errors/syntax-trailing-comma.json", expected: [
-            "errors/syntax-trailing-comma.json:4:25: trailing comma is not allowed",
-        ]),
-        ErrorCase(file: "errors/syntax-comment.json", expected: [
-            "errors/syntax-comment.json:2:3: comments are not allowed in JSON",
-        ]),
-        ErrorCase(file: "errors/syntax-missing-comma.json", expected: [
-            "errors/syntax-missing-comma.json:3:3: expected ',' or '}' after object member",
-        ]),
-        ErrorCase(file: "errors/syntax-unclosed.json", expected: [
-            "errors/syntax-unclosed.json:5:1: unexpected end of input; the array opened at 3:15 is not closed",
-        ]),
-        ErrorCase(file: "errors/syntax-duplicate-key.json", expected: [
-            #"errors/syntax-duplicate-key.json:3:3: version: duplicate key "version" (first defined at 2:3)"#,
-        ]),
-        ErrorCase(file: "errors/syntax-invalid-utf8.json", expected: [
-            "errors/syntax-invalid-utf8.json:3:33: invalid UTF-8 (byte 0xFF); the text must be UTF-8",
-        ]),
-        ErrorCase(file: "errors/root-array.json", expected: [
-            #"errors/root-array.json:1:1: expected a JSON object with "version" and "policies", got array"#,
-        ]),
-        ErrorCase(file: "errors/unknown-key.json", expected: [
-            #"errors/unknown-key.json:6:7: policies[0].maxDepht: unknown key "maxDepht"; did you mean "maxDepth"? "#
-                + allowedPolicyKeys,
-            #"errors/unknown-key.json:7:18: policies[0].match.domain: unknown key "domain"; did you mean "domains"? "#
-                + "allowed: domains, disks",
-            #"errors/unknown-key.json:8:7: policies[0].activeDir: unknown key "activeDir"; it belongs inside "#
-                + #""storage"; "# + allowedPolicyKeys,
-            #"errors/unknown-key.json:9:7: policies[0].colour: unknown key "colour"; "# + allowedPolicyKeys,
-            #"errors/unknown-key.json:12:3: Version: unknown key "Version"; did you mean "version"? "#
-                + "allowed: version, policies",
-        ]),
-        ErrorCase(file: "errors/wrong-types.json", expected: [
-            "errors/wrong-types.json:6:29: policies[0].match.domains: expected a non-empty array of non-empty strings, "
-                + #"got string; write ["web-*"]"#,
-            "errors/wrong-types.json:6:48: policies[0].match.disks[0]: expected a non-empty string, got 1",
-            "errors/wrong-types.json:7:19: policies[0].maxDepth: expected an integer ≥ 1, got string",
-            "errors/wrong-types.json:8:18: policies[0].flatten: expected one of: none, keep-base, full; got 1",
-            "errors/wrong-types.json:9:18: policies[0].protect: expected an array of absolute path globs, got string; "
-                + #"write ["/srv/golden/*"]"#,
-            "errors/wrong-types.json:10:18: policies[0].storage: expected an object, got array",
-            "errors/wrong-types.json:11:25: policies[0].bandwidthMiBps: expected an integer ≥ 0, got boolean",
-            "errors/wrong-types.json:12:18: policies[0].shutoff: expected one of: offline, skip; got null",
-            "errors/wrong-types.json:14:5: policies[1]: expected an object, got string",
-        ]),
-        ErrorCase(file: "errors/bad-enums.json", expected: [
-            #"errors/bad-enums.json:6:18: policies[0].flatten: expected one of: none, keep-base, full; got "flat""#,
-            "errors/bad-enums.json:7:27: policies[0].snapshotMetadata: expected one of: prune, keep; "
-                + #"got "Prune" (did you mean "prune"?)"#,
-            "errors/bad-enums.json:8:18: policies[0].shutoff: expected one of: offline, skip; "
-                + #"got "offlne" (did you mean "offline"?)"#,
-            #"errors/bad-enums.json:9:18: policies[0].retired: expected one of: keep, delete; got "remove""#,
-        ]),
-        ErrorCase(file: "errors/bad-names.json", expected: [
-            #"errors/bad-names.json:4:15: policies[0].name: \#(nameRule), got "Web_Tier""#,
-            #"errors/bad-names.json:5:15: policies[1].name: \#(nameRule), got "-web""#,
-            #"errors/bad-names.json:6:15: policies[2].name: \#(nameRule), got """#,
-            #"errors/bad-names.json:7:15: policies[3].name: \#(nameRule), got 42"#,
-            #"errors/bad-names.json:8:15: policies[4].name: \#(nameRule), got "db tier""#,
-        ]),
-        ErrorCase(file: "errors/missing-version.json", expected: [
-            #"errors/missing-version.json:1:1: missing required key "version""#,
-            #"errors/missing-version.json:3:5: policies[0]: missing required key "name""#,
-        ]),
-        ErrorCase(file: "errors/missing-policies.json", expected: [
-            #"errors/missing-policies.json:1:1: missing required key "policies""#,
-        ]),
-        ErrorCase(file: "errors/version-2.json", expected: [
-            "errors/version-2.json:2:14: version: unsupported policy format version 2; this virt-chain reads version 1",
-        ]),
-        ErrorCase(file: "errors/version-string.json", expected: [
-            "errors/version-string.json:1:14: version: expected the integer 1, got string",
-        ]),
-        ErrorCase(file: "errors/paths.json", expected: [
-            #"errors/paths.json:6:19: policies[0].protect[0]: expected an absolute path glob, got "golden/*""#,
-            "errors/paths.json:6:40: policies[0].protect[2]: expected an absolute path glob without '..' components, "
-                + #"got "/srv/../etc/*""#,
-            #"errors/paths.json:7:33: policies[0].storage.activeDir: expected an absolute path, got "vms/fast""#,
-            "errors/paths.json:11:33: policies[1].storage.activeDir: expected an absolute path without '..' "
-                + #"components, got "/srv/vms/..""#,
-        ]),
-        ErrorCase(file: "errors/numbers.json", expected: [
-            "errors/numbers.json:4:41: policies[0].maxDepth: expected an integer ≥ 1, got 0",
-            "errors/numbers.json:4:62: policies[0].bandwidthMiBps: expected an integer ≥ 0, got -1",
-            "errors/numbers.json:5:39: policies[1].maxDepth: expected an integer ≥ 1, got 2.5",
-            "errors/numbers.json:5:62: policies[1].bandwidthMiBps: expected an integer ≥ 0, got 1e3",
-            "errors/numbers.json:6:41: policies[2].bandwidthMiBps: expected an integer ≥ 0, "
-                + "got 99999999999999999999 (too large)",
-        ]),
-        ErrorCase(file: "errors/empty-match.json", expected: [
-            "errors/empty-match.json:4:51: policies[0].match.domains: expected a non-empty array of non-empty strings, "
-                + "got an empty array",
-            #"errors/empty-match.json:4:72: policies[0].match.disks[1]: expected a non-empty string, got """#,
-        ]),
-        ErrorCase(file: "errors/contradiction.json", expected: [
-            #"errors/contradiction.json:4:63: policies[0].maxDepth: maxDepth 1 contradicts flatten "keep-base", "#
-                + "which keeps two images (base ← active); use flatten \"full\" for one self-contained image, "
-                + "or a maxDepth of at least 2",
-        ]),
-        ErrorCase(file: "errors/many-errors.json", expected: [
-            #"errors/many-errors.json:9:15: policies[1].name: \#(nameRule), got "Bad""#,
-            "errors/many-errors.json:10:19: policies[1].maxDepth: expected an integer ≥ 1, got 0",
-            #"errors/many-errors.json:11:18: policies[1].flatten: expected one of: none, keep-base, full; got "flat""#,
-            "errors/many-errors.json:12:29: policies[1].match.domains: expected a non-empty array of non-empty "
-                + "strings, got an empty array",
-            #"errors/many-errors.json:12:33: policies[1].match.disk: unknown key "disk"; did you mean "disks"? "#
-                + "allowed: domains, disks",
-            #"errors/many-errors.json:13:19: policies[1].protect[0]: expected an absolute path glob, got "relative/*""#,
-            #"errors/many-errors.json:14:7: policies[1].extra: unknown key "extra"; "# + allowedPolicyKeys,
-            #"errors/many-errors.json:16:5: policies[2]: missing required key "name""#,
-        ]),
+        ErrorCase(
+            file: "errors/syntax-empty.json",
+            expected: [
+                "errors/syntax-empty.json:1:1: the file is empty; "
+                    + #"expected a JSON object with "version" and "policies""#
+            ]),
+        ErrorCase(
+            file: "errors/syntax-blank.json",
+            expected: [
+                "errors/syntax-blank.json:1:1: the file is empty; "
+                    + #"expected a JSON object with "version" and "policies""#
+            ]),
+        ErrorCase(
+            file: "errors/syntax-trailing-comma.json",
+            expected: [
+                "errors/syntax-trailing-comma.json:4:25: trailing comma is not allowed"
+            ]),
+        ErrorCase(
+            file: "errors/syntax-comment.json",
+            expected: [
+                "errors/syntax-comment.json:2:3: comments are not allowed in JSON"
+            ]),
+        ErrorCase(
+            file: "errors/syntax-missing-comma.json",
+            expected: [
+                "errors/syntax-missing-comma.json:3:3: expected ',' or '}' after object member"
+            ]),
+        ErrorCase(
+            file: "errors/syntax-unclosed.json",
+            expected: [
+                "errors/syntax-unclosed.json:5:1: unexpected end of input; the array opened at 3:15 is not closed"
+            ]),
+        ErrorCase(
+            file: "errors/syntax-duplicate-key.json",
+            expected: [
+                #"errors/syntax-duplicate-key.json:3:3: version: duplicate key "version" (first defined at 2:3)"#
+            ]),
+        ErrorCase(
+            file: "errors/syntax-invalid-utf8.json",
+            expected: [
+                "errors/syntax-invalid-utf8.json:3:33: invalid UTF-8 (byte 0xFF); the text must be UTF-8"
+            ]),
+        ErrorCase(
+            file: "errors/root-array.json",
+            expected: [
+                #"errors/root-array.json:1:1: expected a JSON object with "version" and "policies", got array"#
+            ]),
+        ErrorCase(
+            file: "errors/unknown-key.json",
+            expected: [
+                #"errors/unknown-key.json:6:7: policies[0].maxDepht: unknown key "maxDepht"; did you mean "maxDepth"? "#
+                    + allowedPolicyKeys,
+                #"errors/unknown-key.json:7:18: policies[0].match.domain: unknown key "domain"; "#
+                    + #"did you mean "domains"? "#
+                    + "allowed: domains, disks",
+                #"errors/unknown-key.json:8:7: policies[0].activeDir: unknown key "activeDir"; it belongs inside "#
+                    + #""storage"; "# + allowedPolicyKeys,
+                #"errors/unknown-key.json:9:7: policies[0].colour: unknown key "colour"; "# + allowedPolicyKeys,
+                #"errors/unknown-key.json:12:3: Version: unknown key "Version"; did you mean "version"? "#
+                    + "allowed: version, policies",
+            ]),
+        ErrorCase(
+            file: "errors/wrong-types.json",
+            expected: [
+                "errors/wrong-types.json:6:29: policies[0].match.domains: "
+                    + "expected a non-empty array of non-empty strings, "
+                    + #"got string; write ["web-*"]"#,
+                "errors/wrong-types.json:6:48: policies[0].match.disks[0]: expected a non-empty string, got 1",
+                "errors/wrong-types.json:7:19: policies[0].maxDepth: expected an integer ≥ 1, got string",
+                "errors/wrong-types.json:8:18: policies[0].flatten: expected one of: none, keep-base, full; got 1",
+                "errors/wrong-types.json:9:18: policies[0].protect: expected an array of absolute path globs, "
+                    + "got string; "
+                    + #"write ["/srv/golden/*"]"#,
+                "errors/wrong-types.json:10:18: policies[0].storage: expected an object, got array",
+                "errors/wrong-types.json:11:25: policies[0].bandwidthMiBps: expected an integer ≥ 0, got boolean",
+                "errors/wrong-types.json:12:18: policies[0].shutoff: expected one of: offline, skip; got null",
+                "errors/wrong-types.json:14:5: policies[1]: expected an object, got string",
+            ]),
+        ErrorCase(
+            file: "errors/bad-enums.json",
+            expected: [
+                #"errors/bad-enums.json:6:18: policies[0].flatten: expected one of: none, keep-base, full; got "flat""#,
+                "errors/bad-enums.json:7:27: policies[0].snapshotMetadata: expected one of: prune, keep; "
+                    + #"got "Prune" (did you mean "prune"?)"#,
+                "errors/bad-enums.json:8:18: policies[0].shutoff: expected one of: offline, skip; "
+                    + #"got "offlne" (did you mean "offline"?)"#,
+                #"errors/bad-enums.json:9:18: policies[0].retired: expected one of: keep, delete; got "remove""#,
+            ]),
+        ErrorCase(
+            file: "errors/bad-names.json",
+            expected: [
+                #"errors/bad-names.json:4:15: policies[0].name: \#(nameRule), got "Web_Tier""#,
+                #"errors/bad-names.json:5:15: policies[1].name: \#(nameRule), got "-web""#,
+                #"errors/bad-names.json:6:15: policies[2].name: \#(nameRule), got """#,
+                #"errors/bad-names.json:7:15: policies[3].name: \#(nameRule), got 42"#,
+                #"errors/bad-names.json:8:15: policies[4].name: \#(nameRule), got "db tier""#,
+            ]),
+        ErrorCase(
+            file: "errors/missing-version.json",
+            expected: [
+                #"errors/missing-version.json:1:1: missing required key "version""#,
+                #"errors/missing-version.json:3:5: policies[0]: missing required key "name""#,
+            ]),
+        ErrorCase(
+            file: "errors/missing-policies.json",
+            expected: [
+                #"errors/missing-policies.json:1:1: missing required key "policies""#
+            ]),
+        ErrorCase(
+            file: "errors/version-2.json",
+            expected: [
+                "errors/version-2.json:2:14: version: unsupported policy format version 2; "
+                    + "this virt-chain reads version 1"
+            ]),
+        ErrorCase(
+            file: "errors/version-string.json",
+            expected: [
+                "errors/version-string.json:1:14: version: expected the integer 1, got string"
+            ]),
+        ErrorCase(
+            file: "errors/paths.json",
+            expected: [
+                #"errors/paths.json:6:19: policies[0].protect[0]: expected an absolute path glob, got "golden/*""#,
+                "errors/paths.json:6:40: policies[0].protect[2]: "
+                    + "expected an absolute path glob without '..' components, "
+                    + #"got "/srv/../etc/*""#,
+                #"errors/paths.json:7:33: policies[0].storage.activeDir: expected an absolute path, got "vms/fast""#,
+                "errors/paths.json:11:33: policies[1].storage.activeDir: expected an absolute path without '..' "
+                    + #"components, got "/srv/vms/..""#,
+            ]),
+        ErrorCase(
+            file: "errors/numbers.json",
+            expected: [
+                "errors/numbers.json:4:41: policies[0].maxDepth: expected an integer ≥ 1, got 0",
+                "errors/numbers.json:4:62: policies[0].bandwidthMiBps: expected an integer ≥ 0, got -1",
+                "errors/numbers.json:5:39: policies[1].maxDepth: expected an integer ≥ 1, got 2.5",
+                "errors/numbers.json:5:62: policies[1].bandwidthMiBps: expected an integer ≥ 0, got 1e3",
+                "errors/numbers.json:6:41: policies[2].bandwidthMiBps: expected an integer ≥ 0, "
+                    + "got 99999999999999999999 (too large)",
+            ]),
+        ErrorCase(
+            file: "errors/empty-match.json",
+            expected: [
+                "errors/empty-match.json:4:51: policies[0].match.domains: "
+                    + "expected a non-empty array of non-empty strings, "
+                    + "got an empty array",
+                #"errors/empty-match.json:4:72: policies[0].match.disks[1]: expected a non-empty string, got """#,
+            ]),
+        ErrorCase(
+            file: "errors/contradiction.json",
+            expected: [
+                #"errors/contradiction.json:4:63: policies[0].maxDepth: maxDepth 1 contradicts flatten "keep-base", "#
+                    + "which keeps two images (base ← active); use flatten \"full\" for one self-contained image, "
+                    + "or a maxDepth of at least 2"
+            ]),
+        ErrorCase(
+            file: "errors/many-errors.json",
+            expected: [
+                #"errors/many-errors.json:9:15: policies[1].name: \#(nameRule), got "Bad""#,
+                "errors/many-errors.json:10:19: policies[1].maxDepth: expected an integer ≥ 1, got 0",
+                "errors/many-errors.json:11:18: policies[1].flatten: "
+                    + #"expected one of: none, keep-base, full; got "flat""#,
+                "errors/many-errors.json:12:29: policies[1].match.domains: expected a non-empty array of non-empty "
+                    + "strings, got an empty array",
+                #"errors/many-errors.json:12:33: policies[1].match.disk: unknown key "disk"; did you mean "disks"? "#
+                    + "allowed: domains, disks",
+                "errors/many-errors.json:13:19: policies[1].protect[0]: "
+                    + #"expected an absolute path glob, got "relative/*""#,
+                #"errors/many-errors.json:14:7: policies[1].extra: unknown key "extra"; "# + allowedPolicyKeys,
+                #"errors/many-errors.json:16:5: policies[2]: missing required key "name""#,
+            ]),
     ]
 
     @Test(arguments: errorCases)
@@ -270,7 +324,8 @@ enum PolicyFixtures {
     }
 
     @Test func anExplicitFileNeedNotEndInJSON() {
-        let result = PolicyFixtures.inMemory(["conf/policy.txt": #"{"version": 1, "policies": [{"name": "x"}]}"#],
+        let result = PolicyFixtures.inMemory(
+            ["conf/policy.txt": #"{"version": 1, "policies": [{"name": "x"}]}"#],
             paths: ["conf/policy.txt"])
         #expect(result.policies.map(\.name) == ["x"])
     }
@@ -490,185 +545,198 @@ enum PolicyFixtures {
     }
 }
 
-@Suite struct PolicyMatchTests {
-    static func disk(_ target: String, device: String = "disk") -> Disk {
-        Disk(target: target, device: device, chain: Chain(layers: [Layer(source: .file("/img/\(target).qcow2"))]))
+extension PolicyLoaderTests {
+    /// Matching policies to disks (PolicyMatch.swift). Nested so that `--filter PolicyLoaderTests` runs it.
+    @Suite struct Matching {
+        static func disk(_ target: String, device: String = "disk") -> Disk {
+            Disk(target: target, device: device, chain: Chain(layers: [Layer(source: .file("/img/\(target).qcow2"))]))
+        }
+
+        @Test func aDiskMatchedByTwoOrMorePoliciesIsAnErrorAndGetsNoPolicy() throws {
+            let loaded = try PolicyFixtures.load("overlap")
+            #expect(loaded.isValid)
+            let root = try PolicyFixtures.root()
+            let domains = [
+                Domain(
+                    name: "web-1", uuid: "u1", state: .running,
+                    disks: [
+                        Self.disk("vda"), Self.disk("vdb"), Self.disk("sda"), Disk(target: "hdc", device: "cdrom"),
+                    ]),
+                Domain(name: "db-1", uuid: "u2", state: .shutoff, disks: [Self.disk("vda")]),
+            ]
+            let assignment = PolicySet(loaded.policies).assign(domains)
+            let all = "all-vms (\(root)/overlap/all.json:4)"
+            let web = "web-tier (\(root)/overlap/web.json:4)"
+            let data = "web-data (\(root)/overlap/web.json:9)"
+            let expected: [String] = [
+                "domain web-1 disk vda is matched by policies \(all) and \(web); make the match patterns disjoint",
+                "domain web-1 disk vdb is matched by policies \(all), \(web) and \(data); "
+                    + "make the match patterns disjoint",
+            ]
+            #expect(assignment.diagnostics.map(\.description) == expected)
+            #expect(assignment.diagnostics.allSatisfy { $0.code == .overlappingMatch })
+            #expect(assignment.entries.map(\.key.description) == ["web-1/vda", "web-1/vdb", "web-1/sda", "db-1/vda"])
+            #expect(assignment.policy(domain: "web-1", disk: "vda") == nil)
+            #expect(assignment.entry(domain: "web-1", disk: "vda")?.isConflicting == true)
+            #expect(
+                assignment.entry(domain: "web-1", disk: "vdb")?.candidates.map(\.name) == [
+                    "all-vms", "web-tier", "web-data",
+                ])
+            #expect(assignment.policy(domain: "web-1", disk: "sda")?.name == "all-vms")
+            #expect(assignment.policy(domain: "db-1", disk: "vda")?.name == "all-vms")
+            // A cdrom is not a chain disk.
+            #expect(assignment.entry(domain: "web-1", disk: "hdc") == nil)
+            #expect(assignment.managed.map(\.key.description) == ["web-1/sda", "db-1/vda"])
+        }
+
+        @Test func unmatchedDisksHaveNoPolicyAndNoError() {
+            let policies = [Policy(name: "web", domains: ["web-*"], disks: ["vd?"])]
+            let domains = [
+                Domain(name: "web-1", uuid: "u", state: .running, disks: [Self.disk("vda"), Self.disk("vdaa")]),
+                Domain(name: "db-1", uuid: "v", state: .running, disks: [Self.disk("vda")]),
+            ]
+            let assignment = PolicySet(policies).assign(domains)
+            #expect(assignment.diagnostics.isEmpty)
+            #expect(assignment.policy(domain: "web-1", disk: "vda")?.name == "web")
+            #expect(assignment.policy(domain: "web-1", disk: "vdaa") == nil)
+            #expect(assignment.policy(domain: "db-1", disk: "vda") == nil)
+            #expect(assignment.entries.count == 3)
+            #expect(PolicySet(policies).candidates(domain: "web-2", disk: "vdz").map(\.name) == ["web"])
+        }
     }
 
-    @Test func aDiskMatchedByTwoOrMorePoliciesIsAnErrorAndGetsNoPolicy() throws {
-        let loaded = try PolicyFixtures.load("overlap")
-        #expect(loaded.isValid)
-        let root = try PolicyFixtures.root()
-        let domains = [
-            Domain(
-                name: "web-1", uuid: "u1", state: .running,
-                disks: [Self.disk("vda"), Self.disk("vdb"), Self.disk("sda"), Disk(target: "hdc", device: "cdrom")]),
-            Domain(name: "db-1", uuid: "u2", state: .shutoff, disks: [Self.disk("vda")]),
-        ]
-        let assignment = PolicySet(loaded.policies).assign(domains)
-        let all = "all-vms (\(root)/overlap/all.json:4)"
-        let web = "web-tier (\(root)/overlap/web.json:4)"
-        let data = "web-data (\(root)/overlap/web.json:9)"
-        let expected: [String] = [
-            "domain web-1 disk vda is matched by policies \(all) and \(web); make the match patterns disjoint",
-            "domain web-1 disk vdb is matched by policies \(all), \(web) and \(data); make the match patterns disjoint",
-        ]
-        #expect(assignment.diagnostics.map(\.description) == expected)
-        #expect(assignment.diagnostics.allSatisfy { $0.code == .overlappingMatch })
-        #expect(assignment.entries.map(\.key.description) == ["web-1/vda", "web-1/vdb", "web-1/sda", "db-1/vda"])
-        #expect(assignment.policy(domain: "web-1", disk: "vda") == nil)
-        #expect(assignment.entry(domain: "web-1", disk: "vda")?.isConflicting == true)
-        #expect(assignment.entry(domain: "web-1", disk: "vdb")?.candidates.map(\.name) == [
-            "all-vms", "web-tier", "web-data",
-        ])
-        #expect(assignment.policy(domain: "web-1", disk: "sda")?.name == "all-vms")
-        #expect(assignment.policy(domain: "db-1", disk: "vda")?.name == "all-vms")
-        // A cdrom is not a chain disk.
-        #expect(assignment.entry(domain: "web-1", disk: "hdc") == nil)
-        #expect(assignment.managed.map(\.key.description) == ["web-1/sda", "db-1/vda"])
-    }
-
-    @Test func unmatchedDisksHaveNoPolicyAndNoError() {
-        let policies = [Policy(name: "web", domains: ["web-*"], disks: ["vd?"])]
-        let domains = [
-            Domain(name: "web-1", uuid: "u", state: .running, disks: [Self.disk("vda"), Self.disk("vdaa")]),
-            Domain(name: "db-1", uuid: "v", state: .running, disks: [Self.disk("vda")]),
-        ]
-        let assignment = PolicySet(policies).assign(domains)
-        #expect(assignment.diagnostics.isEmpty)
-        #expect(assignment.policy(domain: "web-1", disk: "vda")?.name == "web")
-        #expect(assignment.policy(domain: "web-1", disk: "vdaa") == nil)
-        #expect(assignment.policy(domain: "db-1", disk: "vda") == nil)
-        #expect(assignment.entries.count == 3)
-        #expect(PolicySet(policies).candidates(domain: "web-2", disk: "vdz").map(\.name) == ["web"])
-    }
 }
 
-@Suite struct HostConfigLoaderTests {
-    static func load(_ text: String, resolve: (String) throws -> String = { $0 }) -> HostConfigLoadResult {
-        HostConfigLoader.load(bytes: Array(text.utf8), file: "config.json", resolve: resolve)
-    }
+extension PolicyLoaderTests {
+    /// The host configuration (HostConfigLoader.swift). Nested so that `--filter PolicyLoaderTests` runs it.
+    @Suite struct HostConfiguration {
+        static func load(_ text: String, resolve: (String) throws -> String = { $0 }) -> HostConfigLoadResult {
+            HostConfigLoader.load(bytes: Array(text.utf8), file: "config.json", resolve: resolve)
+        }
 
-    @Test func theDefaultFileMayBeAbsent() {
-        let result = HostConfigLoader.load(path: nil, fileSystem: InMemoryFileSystem())
-        #expect(result.config == HostConfig.defaults)
-        #expect(result.diagnostics.isEmpty)
-        #expect(result.file == nil)
-    }
+        @Test func theDefaultFileMayBeAbsent() {
+            let result = HostConfigLoader.load(path: nil, fileSystem: InMemoryFileSystem())
+            #expect(result.config == HostConfig.defaults)
+            #expect(result.diagnostics.isEmpty)
+            #expect(result.file == nil)
+        }
 
-    @Test func theDefaultFileIsReadWhenPresent() {
-        let fileSystem = InMemoryFileSystem(texts: [HostConfigLoader.defaultPath: #"{"maxParallelJobs": 4}"#])
-        let result = HostConfigLoader.load(path: nil, fileSystem: fileSystem)
-        #expect(result.config?.maxParallelJobs == 4)
-        #expect(result.config?.allowedRoots == HostConfig.defaults.allowedRoots)
-        #expect(result.file == HostConfigLoader.defaultPath)
-    }
+        @Test func theDefaultFileIsReadWhenPresent() {
+            let fileSystem = InMemoryFileSystem(texts: [HostConfigLoader.defaultPath: #"{"maxParallelJobs": 4}"#])
+            let result = HostConfigLoader.load(path: nil, fileSystem: fileSystem)
+            #expect(result.config?.maxParallelJobs == 4)
+            #expect(result.config?.allowedRoots == HostConfig.defaults.allowedRoots)
+            #expect(result.file == HostConfigLoader.defaultPath)
+        }
 
-    @Test func anExplicitFileMustExist() {
-        let result = HostConfigLoader.load(path: "site.json", fileSystem: InMemoryFileSystem())
-        #expect(result.config == nil)
-        #expect(result.diagnostics.map(\.description) == ["site.json: no such file or directory"])
-        let unreadable = HostConfigLoader.load(
-            path: "site.json", fileSystem: InMemoryFileSystem(unreadable: ["site.json": "Permission denied"]))
-        #expect(unreadable.diagnostics.map(\.description) == ["site.json: cannot read: Permission denied"])
-        let directory = HostConfigLoader.load(
-            path: "etc", fileSystem: InMemoryFileSystem(texts: ["etc/config.json": "{}"]))
-        #expect(directory.diagnostics.map(\.description) == ["etc: is a directory, not a configuration file"])
-    }
+        @Test func anExplicitFileMustExist() {
+            let result = HostConfigLoader.load(path: "site.json", fileSystem: InMemoryFileSystem())
+            #expect(result.config == nil)
+            #expect(result.diagnostics.map(\.description) == ["site.json: no such file or directory"])
+            let unreadable = HostConfigLoader.load(
+                path: "site.json", fileSystem: InMemoryFileSystem(unreadable: ["site.json": "Permission denied"]))
+            #expect(unreadable.diagnostics.map(\.description) == ["site.json: cannot read: Permission denied"])
+            let directory = HostConfigLoader.load(
+                path: "etc", fileSystem: InMemoryFileSystem(texts: ["etc/config.json": "{}"]))
+            #expect(directory.diagnostics.map(\.description) == ["etc: is a directory, not a configuration file"])
+        }
 
-    @Test func everyKeyIsRead() {
-        let result = Self.load(
-            """
-            {
-              "allowedRoots": ["/var/lib/libvirt/images/", "/srv//vms"],
-              "stateDir": "/var/lib/virt-chain/",
-              "maxParallelJobs": 2,
-              "maxSteps": 50,
-              "maxBytes": 1099511627776
+        @Test func everyKeyIsRead() {
+            let result = Self.load(
+                """
+                {
+                  "allowedRoots": ["/var/lib/libvirt/images/", "/srv//vms"],
+                  "stateDir": "/var/lib/virt-chain/",
+                  "maxParallelJobs": 2,
+                  "maxSteps": 50,
+                  "maxBytes": 1099511627776
+                }
+                """)
+            #expect(result.diagnostics.isEmpty)
+            #expect(
+                result.config
+                    == HostConfig(
+                        allowedRoots: ["/var/lib/libvirt/images", "/srv/vms"], stateDir: "/var/lib/virt-chain",
+                        maxParallelJobs: 2, maxSteps: 50, maxBytes: 1_099_511_627_776))
+            #expect(Self.load("{}").config == HostConfig.defaults)
+        }
+
+        @Test func allowedRootsAreCanonicalisedByTheResolver() {
+            let result = Self.load(#"{"allowedRoots": ["/images", "/srv/link/"]}"#) { path in
+                path == "/srv/link" ? "/mnt/real" : path
             }
-            """)
-        #expect(result.diagnostics.isEmpty)
-        #expect(
-            result.config
-                == HostConfig(
-                    allowedRoots: ["/var/lib/libvirt/images", "/srv/vms"], stateDir: "/var/lib/virt-chain",
-                    maxParallelJobs: 2, maxSteps: 50, maxBytes: 1_099_511_627_776))
-        #expect(Self.load("{}").config == HostConfig.defaults)
-    }
+            #expect(result.config?.allowedRoots == ["/images", "/mnt/real"])
 
-    @Test func allowedRootsAreCanonicalisedByTheResolver() {
-        let result = Self.load(#"{"allowedRoots": ["/images", "/srv/link/"]}"#) { path in
-            path == "/srv/link" ? "/mnt/real" : path
-        }
-        #expect(result.config?.allowedRoots == ["/images", "/mnt/real"])
-
-        struct Failure: Error, CustomStringConvertible {
-            var description: String { "No such file or directory" }
-        }
-        let failing = Self.load("{\n  \"allowedRoots\": [\"/images\", \"/gone\"]\n}") { path in
-            if path == "/gone" { throw Failure() }
-            return path
-        }
-        #expect(failing.config == nil)
-        #expect(
-            failing.diagnostics.map(\.description) == [
-                #"config.json:2:31: allowedRoots[1]: cannot resolve allowed root "/gone": No such file or directory"#
-            ])
-    }
-
-    @Test func errorsAreStrict() {
-        let result = Self.load(
-            """
-            {
-              "allowedRoot": ["/images"],
-              "allowedRoots": ["images", "/a/../b"],
-              "stateDir": 7,
-              "maxParallelJobs": 0,
-              "maxSteps": -1,
-              "maxBytes": 1.5
+            struct Failure: Error, CustomStringConvertible {
+                var description: String { "No such file or directory" }
             }
-            """)
-        #expect(result.config == nil)
-        #expect(
-            result.diagnostics.map(\.description) == [
-                #"config.json:2:3: allowedRoot: unknown key "allowedRoot"; did you mean "allowedRoots"? "#
-                    + "allowed: allowedRoots, stateDir, maxParallelJobs, maxSteps, maxBytes",
-                #"config.json:3:20: allowedRoots[0]: expected an absolute path, got "images""#,
-                "config.json:3:30: allowedRoots[1]: expected an absolute path without '..' components, got \"/a/../b\"",
-                "config.json:4:15: stateDir: expected an absolute path, got 7",
-                "config.json:5:22: maxParallelJobs: expected an integer ≥ 1, got 0",
-                "config.json:6:15: maxSteps: expected an integer ≥ 1, got -1",
-                "config.json:7:15: maxBytes: expected an integer ≥ 1, got 1.5",
-            ])
-    }
+            let failing = Self.load("{\n  \"allowedRoots\": [\"/images\", \"/gone\"]\n}") { path in
+                if path == "/gone" { throw Failure() }
+                return path
+            }
+            #expect(failing.config == nil)
+            #expect(
+                failing.diagnostics.map(\.description) == [
+                    #"config.json:2:31: allowedRoots[1]: cannot resolve allowed root "/gone": "#
+                        + "No such file or directory"
+                ])
+        }
 
-    @Test func syntaxErrorsAndBadRoots() {
-        #expect(
-            Self.load("{\"maxSteps\": 1,}").diagnostics.map(\.description) == [
-                "config.json:1:15: trailing comma is not allowed"
-            ])
-        #expect(
-            Self.load("").diagnostics.map(\.description) == [
-                "config.json:1:1: the file is empty; expected a JSON object with host settings (allowedRoots, "
-                    + "stateDir, maxParallelJobs, maxSteps, maxBytes)"
-            ])
-        #expect(
-            Self.load("[]").diagnostics.map(\.description) == [
-                "config.json:1:1: expected a JSON object with host settings (allowedRoots, stateDir, "
-                    + "maxParallelJobs, maxSteps, maxBytes), got array"
-            ])
-        #expect(
-            Self.load(#"{"stateDir": "/a", "stateDir": "/b"}"#).diagnostics.map(\.description) == [
-                #"config.json:1:20: stateDir: duplicate key "stateDir" (first defined at 1:2)"#
-            ])
-    }
+        @Test func errorsAreStrict() {
+            let result = Self.load(
+                """
+                {
+                  "allowedRoot": ["/images"],
+                  "allowedRoots": ["images", "/a/../b"],
+                  "stateDir": 7,
+                  "maxParallelJobs": 0,
+                  "maxSteps": -1,
+                  "maxBytes": 1.5
+                }
+                """)
+            #expect(result.config == nil)
+            #expect(
+                result.diagnostics.map(\.description) == [
+                    #"config.json:2:3: allowedRoot: unknown key "allowedRoot"; did you mean "allowedRoots"? "#
+                        + "allowed: allowedRoots, stateDir, maxParallelJobs, maxSteps, maxBytes",
+                    #"config.json:3:20: allowedRoots[0]: expected an absolute path, got "images""#,
+                    "config.json:3:30: allowedRoots[1]: expected an absolute path without '..' components, "
+                        + #"got "/a/../b""#,
+                    "config.json:4:15: stateDir: expected an absolute path, got 7",
+                    "config.json:5:22: maxParallelJobs: expected an integer ≥ 1, got 0",
+                    "config.json:6:15: maxSteps: expected an integer ≥ 1, got -1",
+                    "config.json:7:15: maxBytes: expected an integer ≥ 1, got 1.5",
+                ])
+        }
 
-    @Test func theTableDefaultsAreTheBuiltInDefaults() {
-        let defaults = HostConfigFormat.keys.reduce(into: [String: KeyDefault]()) { $0[$1.name] = $1.defaultValue }
-        #expect(defaults["allowedRoots"] == .strings(HostConfig.defaults.allowedRoots))
-        #expect(defaults["stateDir"] == .string(HostConfig.defaults.stateDir))
-        #expect(defaults["maxParallelJobs"] == .integer(HostConfig.defaults.maxParallelJobs))
-        #expect(HostConfig.defaults.maxSteps == nil && defaults["maxSteps"] == nil)
-        #expect(HostConfig.defaults.maxBytes == nil && defaults["maxBytes"] == nil)
+        @Test func syntaxErrorsAndBadRoots() {
+            #expect(
+                Self.load("{\"maxSteps\": 1,}").diagnostics.map(\.description) == [
+                    "config.json:1:15: trailing comma is not allowed"
+                ])
+            #expect(
+                Self.load("").diagnostics.map(\.description) == [
+                    "config.json:1:1: the file is empty; expected a JSON object with host settings (allowedRoots, "
+                        + "stateDir, maxParallelJobs, maxSteps, maxBytes)"
+                ])
+            #expect(
+                Self.load("[]").diagnostics.map(\.description) == [
+                    "config.json:1:1: expected a JSON object with host settings (allowedRoots, stateDir, "
+                        + "maxParallelJobs, maxSteps, maxBytes), got array"
+                ])
+            #expect(
+                Self.load(#"{"stateDir": "/a", "stateDir": "/b"}"#).diagnostics.map(\.description) == [
+                    #"config.json:1:20: stateDir: duplicate key "stateDir" (first defined at 1:2)"#
+                ])
+        }
+
+        @Test func theTableDefaultsAreTheBuiltInDefaults() {
+            let defaults = HostConfigFormat.keys.reduce(into: [String: KeyDefault]()) { $0[$1.name] = $1.defaultValue }
+            #expect(defaults["allowedRoots"] == .strings(HostConfig.defaults.allowedRoots))
+            #expect(defaults["stateDir"] == .string(HostConfig.defaults.stateDir))
+            #expect(defaults["maxParallelJobs"] == .integer(HostConfig.defaults.maxParallelJobs))
+            #expect(HostConfig.defaults.maxSteps == nil && defaults["maxSteps"] == nil)
+            #expect(HostConfig.defaults.maxBytes == nil && defaults["maxBytes"] == nil)
+        }
     }
 }

@@ -41,7 +41,8 @@ import Testing
         var keys = PolicyFormat.rootKeys
         keys[0].type = .formatVersion(2)
         keys[1].type = .array(of: .object(Array(PolicyFormat.policyKeys.dropLast())), minItems: 0)
-        Self.compare(schema, .object(keys), at: "#", extraKeywords: ["$schema", "$id", "title", "description"],
+        Self.compare(
+            schema, .object(keys), at: "#", extraKeywords: ["$schema", "$id", "title", "description"],
             issues: &issues)
         #expect(
             issues == [
@@ -127,7 +128,8 @@ import Testing
         case .formatVersion(let version):
             expected.insert("const")
             if schema["const"]?.number?.intValue != version {
-                issues.append("\(path): const is \(schema["const"]?.number?.literal ?? "absent"), table says \(version)")
+                issues.append(
+                    "\(path): const is \(schema["const"]?.number?.literal ?? "absent"), table says \(version)")
             }
         case .integer(let minimum):
             expected.insert("minimum")
@@ -220,7 +222,8 @@ import Testing
             switch expected {
             case .integer(let i): matches = actual.number?.intValue == i
             case .string(let s): matches = actual.string == s
-            case .strings(let list): matches = actual.elements?.compactMap(\.string) == list && actual.elements?.count == list.count
+            case .strings(let list):
+                matches = actual.elements?.compactMap(\.string) == list && actual.elements?.count == list.count
             }
             if !matches { issues.append("\(path): default differs from the table (\(expected))") }
         case (let expected?, nil):

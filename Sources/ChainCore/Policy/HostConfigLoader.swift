@@ -70,7 +70,8 @@ public enum HostConfigLoader {
     ) -> HostConfigLoadResult {
         var checker = KeyChecker(file: file)
         let start = JSONPosition(line: 1, column: 1)
-        let expectation = "a JSON object with host settings (\(HostConfigFormat.keys.map(\.name).joined(separator: ", ")))"
+        let expectation =
+            "a JSON object with host settings (\(HostConfigFormat.keys.map(\.name).joined(separator: ", ")))"
         let root: JSONValue
         switch JSONParser.parseResult(bytes) {
         case .success(let value):
@@ -103,7 +104,8 @@ public enum HostConfigLoader {
                 roots.append(try resolve(allowedRoot))
             } catch {
                 checker.report(
-                    .invalidValue, at: root["allowedRoots"]?[index]?.position ?? start, rootsPath.appending(index: index),
+                    .invalidValue, at: root["allowedRoots"]?[index]?.position ?? start,
+                    rootsPath.appending(index: index),
                     "cannot resolve allowed root \(JSONText.quoted(allowedRoot)): \(error)")
             }
         }

@@ -151,7 +151,8 @@ struct KeyChecker {
         self.file = file
     }
 
-    mutating func report(_ code: PolicyDiagnostic.Code, at position: JSONPosition, _ path: JSONPath, _ message: String) {
+    mutating func report(_ code: PolicyDiagnostic.Code, at position: JSONPosition, _ path: JSONPath, _ message: String)
+    {
         diagnostics.append(PolicyDiagnostic(code: code, file: file, at: position, path: path, message: message))
     }
 
@@ -189,7 +190,7 @@ struct KeyChecker {
     }
 
     mutating func checkInteger(_ value: JSONValue, minimum: Int, at path: JSONPath) -> CheckedValue? {
-        let expected = Self.expectation(.integer(minimum: minimum))
+        var expected: String { Self.expectation(.integer(minimum: minimum)) }
         guard let number = value.number, number.isInteger else {
             report(.wrongType, at: value.position, path, "expected \(expected), got \(Self.got(value))")
             return nil
@@ -206,12 +207,12 @@ struct KeyChecker {
     }
 
     mutating func checkString(_ value: JSONValue, _ rule: StringRule, at path: JSONPath) -> CheckedValue? {
-        let expected = Self.expectation(.string(rule))
+        var expected: String { Self.expectation(.string(rule)) }
         guard let string = value.string else {
             report(.wrongType, at: value.position, path, "expected \(expected), got \(Self.got(value))")
             return nil
         }
-        let shown = JSONText.quotedShort(string)
+        var shown: String { JSONText.quotedShort(string) }
         switch rule {
         case .nonEmpty:
             guard !string.isEmpty else {
@@ -241,7 +242,7 @@ struct KeyChecker {
     }
 
     mutating func checkEnumeration(_ value: JSONValue, _ allowed: [String], at path: JSONPath) -> CheckedValue? {
-        let expected = Self.expectation(.enumeration(allowed))
+        var expected: String { Self.expectation(.enumeration(allowed)) }
         guard let string = value.string else {
             report(.wrongType, at: value.position, path, "expected \(expected); got \(Self.got(value))")
             return nil
@@ -260,7 +261,7 @@ struct KeyChecker {
     mutating func checkArray(_ value: JSONValue, of item: KeyType, minItems: Int, at path: JSONPath)
         -> CheckedValue?
     {
-        let expected = Self.expectation(.array(of: item, minItems: minItems))
+        var expected: String { Self.expectation(.array(of: item, minItems: minItems)) }
         guard let elements = value.elements else {
             var message = "expected \(expected), got \(Self.got(value))"
             if let string = value.string, case .string = item {

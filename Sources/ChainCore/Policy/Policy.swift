@@ -125,10 +125,24 @@ public enum Glob {
     public static func match(_ pattern: String, _ text: String, pathMode: Bool = false) -> Bool {
         let p = Array(pattern.utf8)
         let t = Array(text.utf8)
-        return matchFrom(p, 0, t, 0, pathMode)
+        // States (pattern index, text index) already known to fail: keeps matching O(|p|·|t|) whatever the stars.
+        var failed = Set<Int>()
+        return matchFrom(p, 0, t, 0, pathMode, &failed)
     }
 
-    private static func matchFrom(_ p: [UInt8], _ pi0: Int, _ t: [UInt8], _ ti0: Int, _ pathMode: Bool) -> Bool {
+    private static func matchFrom(
+        _ p: [UInt8], _ pi0: Int, _ t: [UInt8], _ ti0: Int, _ pathMode: Bool, _ failed: inout Set<Int>
+    ) -> Bool {
+        let state = pi0 * (t.count + 1) + ti0
+        if failed.contains(state) { return false }
+        let matched = matchSegment(p, pi0, t, ti0, pathMode, &failed)
+        if !matched { failed.insert(state) }
+        return matched
+    }
+
+    private static func matchSegment(
+        _ p: [UInt8], _ pi0: Int, _ t: [UInt8], _ ti0: Int, _ pathMode: Bool, _ failed: inout Set<Int>
+    ) -> Bool {
         var pi = pi0
         var ti = ti0
         while pi < p.count {
@@ -146,7 +160,7 @@ public enum Glob {
                 }
                 var k = ti
                 while k <= t.count {
-                    if matchFrom(p, pi, t, k, pathMode) { return true }
+                    if matchFrom(p, pi, t, k, pathMode, &failed) { return true }
                     if k == t.count { break }
                     if !crossSlash && t[k] == UInt8(ascii: "/") { break }
                     k += 1

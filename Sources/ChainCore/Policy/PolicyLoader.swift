@@ -55,7 +55,8 @@ public struct PolicyLoadResult: Hashable, Sendable {
         } else if files.isEmpty {
             detail = "no *.json files"
         } else {
-            detail = files.count == 1 ? "1 file, which declares no policy" : "\(files.count) files, none declares a policy"
+            detail =
+                files.count == 1 ? "1 file, which declares no policy" : "\(files.count) files, none declares a policy"
         }
         return PolicyDiagnostic(
             code: .emptyRun, file: nil,
@@ -80,7 +81,9 @@ public enum PolicyLoader {
     /// directory, entries whose name starts with `.` are skipped, and so are `*.schema.json` files (the JSON Schema,
     /// `policies/virt-chain.schema.json`, lives next to the policies). A file named twice (or reached through two
     /// paths) is loaded once.
-    public static func load(paths: [String], fileSystem: any ReadOnlyFileSystem = LocalFileSystem()) -> PolicyLoadResult {
+    public static func load(
+        paths: [String], fileSystem: any ReadOnlyFileSystem = LocalFileSystem()
+    ) -> PolicyLoadResult {
         var diagnostics: [PolicyDiagnostic] = []
         let files = policyFiles(in: paths, fileSystem: fileSystem, diagnostics: &diagnostics)
         var sources: [PolicySource] = []
@@ -115,7 +118,7 @@ public enum PolicyLoader {
             hasher.update(source.bytes)
             var file = FileLoader(path: source.path)
             policies += file.load(source.bytes, names: &names)
-            diagnostics += file.checker.diagnostics.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) }
+            diagnostics += Self.sorted(file.checker.diagnostics, fileOrder: [:])
         }
         return PolicyLoadResult(
             policies: policies, diagnostics: diagnostics, files: sources.map(\.path),
@@ -147,9 +150,11 @@ public enum PolicyLoader {
                     add(entry.path)
                 }
             case .missing:
-                diagnostics.append(PolicyDiagnostic(code: .unreadable, file: path, message: "no such file or directory"))
+                diagnostics.append(
+                    PolicyDiagnostic(code: .unreadable, file: path, message: "no such file or directory"))
             case .inaccessible(let message):
-                diagnostics.append(PolicyDiagnostic(code: .unreadable, file: path, message: "cannot access: \(message)"))
+                diagnostics.append(
+                    PolicyDiagnostic(code: .unreadable, file: path, message: "cannot access: \(message)"))
             }
         }
         return files
@@ -184,7 +189,8 @@ public enum PolicyLoader {
                 // A dangling symbolic link named like a policy file: say so rather than skip it silently.
                 found.append((Array(rel.utf8), path))
             case .inaccessible(let message) where isPolicyFileName(name):
-                diagnostics.append(PolicyDiagnostic(code: .unreadable, file: path, message: "cannot access: \(message)"))
+                diagnostics.append(
+                    PolicyDiagnostic(code: .unreadable, file: path, message: "cannot access: \(message)"))
             default:
                 break
             }
@@ -283,7 +289,8 @@ private struct FileLoader {
             if let policy = build(object) {
                 policies.append(policy)
             } else {
-                checker.report(.invalidValue, at: element.position, path, "internal error: the policy could not be built")
+                checker.report(
+                    .invalidValue, at: element.position, path, "internal error: the policy could not be built")
             }
         }
         return policies

@@ -23,7 +23,8 @@ public struct PolicySet: Hashable, Sendable {
                 let matching = candidates(domain: domain.name, disk: disk.target)
                 let key = DiskKey(domain: domain.name, disk: disk.target)
                 entries.append(
-                    PolicyAssignment.Entry(key: key, policy: matching.count == 1 ? matching[0] : nil, candidates: matching))
+                    PolicyAssignment.Entry(
+                        key: key, policy: matching.count == 1 ? matching[0] : nil, candidates: matching))
                 if matching.count > 1 {
                     diagnostics.append(Self.overlap(key, matching))
                 }
