@@ -208,3 +208,114 @@ struct PlannerPropertyTests {
         #expect(listed == plan.steps.map(\.id))
     }
 }
+
+@Suite("Planner building blocks")
+struct PlannerBuildingBlockTests {
+    /// |U(i...j)| from the cost model equals the ExtentSet union, for random extents (and estimates mixed in).
+    @Test func costModelMatchesExtentSetUnions() {
+        var rng = SplitMix64(seed: 99)
+        for _ in 0..<300 {
+            let n = rng.int(1...12)
+            var extents: [ExtentSet?] = []
+            var estimates: [UInt64] = []
+            for _ in 0..<n {
+                var ranges: [Range<UInt64>] = []
+                for _ in 0..<rng.int(0...5) {
+                    let start = UInt64(rng.int(0...500))
+                    ranges.append(start..<(start + UInt64(rng.int(1...80))))
+                }
+                extents.append(rng.chance(0.2) ? nil : ExtentSet(ranges))
+                estimates.append(UInt64(rng.int(0...300)))
+            }
+            let model = CostModel(extents: extents, estimates: estimates)
+            // The same layers as ExtentSets, estimates as disjoint synthetic ranges.
+            var next = EstimatedExtents.syntheticBase
+            let sets = (0..<n).map { i -> ExtentSet in
+                if let e = extents[i] { return e }
+                defer { next += estimates[i] }
+                return estimates[i] == 0 ? ExtentSet() : ExtentSet([next..<(next + estimates[i])])
+            }
+            for i in 0..<n {
+                var union = ExtentSet()
+                for j in i..<n {
+                    union = union.union(sets[j])
+                    #expect(model.union(i, j) == union.byteCount, "n \(n) i \(i) j \(j)")
+                }
+            }
+        }
+    }
+
+    @Test func estimatesOnlyModelIsPrefixSums() {
+        let layers = [100, 30, 0, 20].map { PT.layer(PT.path("x\($0)"), dataBytes: UInt64($0)) }
+        let model = CostModel(layers: layers)
+        #expect(model.union(0, 3) == 150)
+        #expect(model.union(1, 2) == 30)
+        #expect(model.union(2, 1) == 0)
+        #expect(model.prefix(0) == 100)
+    }
+
+    /// Large inventories are planned in parallel; the result equals planning smaller pieces one after another.
+    @Test func parallelPlanEqualsSequentialPieces() {
+        var rng = SplitMix64(seed: 7)
+        var domains: [Domain] = []
+        for d in 0..<600 {
+            var disks: [Disk] = []
+            for t in ["vda", "vdb"] {
+                let layers = (0..<rng.int(1...9)).map { i in
+                    PT.layer(
+                        PT.path("\(t)-\(i).qcow2", dir: "d\(d)"), clusters: [UInt64(i)..<UInt64(i + rng.int(1...9))])
+                }
+                disks.append(PT.disk(t, layers))
+            }
+            domains.append(PT.domain("d\(d)", state: d % 2 == 0 ? .running : .shutoff, disks: disks))
+        }
+        let policy = PT.policy(maxDepth: 3, activeDir: d0Fast, retired: .delete)
+        let whole = PT.plan(domains, policy: policy)
+        var steps: [Step] = []
+        var disks: [DiskPlan] = []
+        var fingerprints: [String: String] = [:]
+        for piece in stride(from: 0, to: domains.count, by: 50) {
+            let part = PT.plan(Array(domains[piece..<(piece + 50)]), policy: policy)
+            steps += part.steps
+            disks += part.disks
+            fingerprints.merge(part.fingerprints) { a, _ in a }
+        }
+        func strip(_ s: Step) -> Step {
+            var copy = s
+            copy.id = 0
+            return copy
+        }
+        #expect(whole.steps.count > 1000)
+        #expect(whole.steps.map(strip) == steps.map(strip))
+        #expect(whole.disks.map { [$0.domain, $0.disk] + $0.after } == disks.map { [$0.domain, $0.disk] + $0.after })
+        #expect(whole.fingerprints == fingerprints)
+        #expect(whole.steps.map(\.id) == Array(1...whole.steps.count))
+    }
+
+    private var d0Fast: String { PT.root + "/fast" }
+
+    @Test func simulatorRefusesUnsafeSteps() {
+        let layers = [
+            SimLayer(path: "/a", data: PT.extents([0..<2])),
+            SimLayer(path: "/b", data: PT.extents([2..<4]), writable: false),
+            SimLayer(path: "/c", data: PT.extents([0..<8])),
+        ]
+        let chain = SimChain(layers: layers)
+        func step(_ action: StepAction, _ top: String?, _ base: String?) -> Step {
+            Step(
+                id: 1, host: "h", domain: "d", disk: "vda", action: action, mode: .live, top: top, base: base,
+                destination: nil, estimatedBytes: 0, reason: StepReason(rule: "", policy: "", location: ""))
+        }
+        // Merging /b away by commit is refused; pulling it is fine and writes what /a lacks.
+        #expect(ChainSimulator.apply(step(.commit, "/a", "/c"), to: chain) == nil)
+        #expect(ChainSimulator.apply(step(.commit, "/b", "/c"), to: chain) == nil)
+        #expect(ChainSimulator.cost(of: step(.pull, "/a", "/c"), on: chain) == 2 * PT.cluster)
+        let pulled = ChainSimulator.apply(step(.pull, "/a", nil), to: chain)
+        #expect(pulled?.paths == ["/a"])
+        #expect(pulled?.resolve() == chain.resolve())
+        // A step whose expected chain differs does not apply.
+        var stale = step(.pull, "/a", nil)
+        stale.expectBefore = ["/a", "/c"]
+        #expect(ChainSimulator.apply(stale, to: chain) == nil)
+    }
+}

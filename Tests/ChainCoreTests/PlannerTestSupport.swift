@@ -38,7 +38,8 @@ enum PT {
         source.kind = kind
         return Layer(
             source: source, format: format, formatRecorded: formatRecorded, virtualSize: virtualSize ?? PT.virtualSize,
-            dataBytes: dataBytes ?? allocation?.byteCount ?? 0, fileSize: (dataBytes ?? allocation?.byteCount ?? 0) + 196_608,
+            dataBytes: dataBytes ?? allocation?.byteCount ?? 0,
+            fileSize: (dataBytes ?? allocation?.byteCount ?? 0) + 196_608,
             mtime: 1_700_000_000, encrypted: encrypted, bitmaps: bitmaps, allocation: allocation)
     }
 

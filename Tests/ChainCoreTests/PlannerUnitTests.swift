@@ -129,7 +129,8 @@ struct PlannerClassicTests {
     }
 
     @Test func snapshotChainToMaxDepthThree() {
-        // base ← sn1 ← sn2 ← sn3 ← sn4 with external snapshots s1…s4; every saved state makes its image shared,
+        // base ← sn1 ← sn2 ← sn3 ← sn4 with external snapshots s1…s4; every saved state makes its image
+        // shared,
         // so only the active sn4 may be written: pull sn3 and sn2 into sn4, then prune stale metadata.
         let names = ["sn4.qcow2", "sn3.qcow2", "sn2.qcow2", "sn1.qcow2", "base.qcow2"]
         let layers = names.enumerated().map { i, name in
@@ -141,7 +142,9 @@ struct PlannerClassicTests {
             snapshots.append(
                 Snapshot(
                     name: "s\(k)", parent: k == 1 ? nil : "s\(k - 1)", isCurrent: k == 4,
-                    disks: [.init(target: "vda", kind: "external", overlay: sources[4 - k], stateSources: [sources[5 - k]])]
+                    disks: [
+                        .init(target: "vda", kind: "external", overlay: sources[4 - k], stateSources: [sources[5 - k]])
+                    ]
                 ))
         }
         let plan = PT.plan(
@@ -191,7 +194,9 @@ struct PlannerClassicTests {
     @Test func sharedGoldenBaseIsNeverMergedEvenWhenCheaper() {
         // Committing everything into the golden base would be cheapest, but it is shared: pull instead.
         let golden = PT.layer(path("base.qcow2", "golden"), clusters: [0..<64])
-        let web1 = [PT.layer(path("t1.qcow2"), clusters: [0..<1]), PT.layer(path("m1.qcow2"), clusters: [1..<2]), golden]
+        let web1 = [
+            PT.layer(path("t1.qcow2"), clusters: [0..<1]), PT.layer(path("m1.qcow2"), clusters: [1..<2]), golden,
+        ]
         let web2 = [PT.layer(path("t2.qcow2"), clusters: [0..<1]), golden]
         let plan = PT.plan(
             [PT.domain("web-1", disks: [PT.disk("vda", web1)]), PT.domain("web-2", disks: [PT.disk("vda", web2)])],
@@ -285,7 +290,9 @@ struct PlannerClassicTests {
                                        stateSources: [layers[1].source])])
         let current = Snapshot(
             name: "current", parent: "old",
-            disks: [.init(target: "vda", kind: "external", overlay: layers[0].source, stateSources: [layers[1].source])])
+            disks: [
+                .init(target: "vda", kind: "external", overlay: layers[0].source, stateSources: [layers[1].source])
+            ])
         let domain = PT.domain("vm", disks: [PT.disk("vda", layers)], snapshots: [old, current])
         let plan = PT.plan([domain], policy: PT.policy())
         #expect(plan.steps.map(\.action) == [.metadataDelete])

@@ -131,7 +131,8 @@ public enum ChainSimulator {
             let pulled = union(layers[1..<bIndex])
             let bytes = pulled.subtracting(layers[0].data).byteCount
             var active = layers[0]
-            active.origins = overlay(active.origins, active.data, onto: merge(layers[1..<bIndex], into: empty()).origins)
+            let below = merge(layers[1..<bIndex], into: empty())
+            active.origins = overlay(active.origins, active.data, onto: below.origins)
             active.data = active.data.union(pulled)
             return (SimChain(layers: [active] + Array(layers[bIndex...])), bytes)
         case .copy:

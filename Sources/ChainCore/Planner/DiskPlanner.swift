@@ -1,7 +1,64 @@
 // Planning one disk: checks, the shape optimisation, safety checks on the chosen steps, and the steps themselves.
 
+/// What a plan computes once and every disk uses.
+struct PlanContext: Sendable {
+    let roots: AllowedRoots
+    /// nil: consult the reverse index for every layer.
+    let shared: SharedKeyFilter?
+}
+
+/// A small bit filter over the images with more than one reference. A layer of a disk's chain can be shared (or
+/// named twice by that chain) only if its index entry holds several references, so layers the filter rules out
+/// need no index lookup (which hashes the whole path). Built once per plan from the index; false positives only
+/// cost a lookup.
+struct SharedKeyFilter: Sendable {
+    private var bits: [UInt64]
+    private let mask: Int
+
+    init(_ view: Inventory.ReferenceView) {
+        var multi = 0
+        for (_, list) in view.index {
+            if case .many = list { multi += 1 }
+        }
+        var size = 1 << 12
+        while size < multi * 16 && size < 1 << 24 { size <<= 1 }
+        bits = [UInt64](repeating: 0, count: size / 64)
+        mask = size - 1
+        for (key, list) in view.index {
+            guard case .many = list else { continue }
+            let h = SharedKeyFilter.quickHash(key) & mask
+            bits[h >> 6] |= 1 << UInt64(h & 63)
+        }
+    }
+
+    func mayContain(_ key: String) -> Bool {
+        let h = SharedKeyFilter.quickHash(key) & mask
+        return bits[h >> 6] & (1 << UInt64(h & 63)) != 0
+    }
+
+    /// Length and the last 16 bytes (where image paths differ), mixed.
+    static func quickHash(_ key: String) -> Int {
+        var key = key
+        let h: UInt64 = key.withUTF8 { bytes in
+            let n = bytes.count
+            var h = UInt64(n) &* 0x9e37_79b9_7f4a_7c15
+            if n >= 16 {
+                let raw = UnsafeRawBufferPointer(bytes)
+                h ^= raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
+                h = (h ^ (h >> 31)) &* 0xff51_afd7_ed55_8ccd
+                h ^= raw.loadUnaligned(fromByteOffset: n - 16, as: UInt64.self)
+            } else {
+                for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            }
+            h = (h ^ (h >> 33)) &* 0xc4ce_b9fe_1a85_ec53
+            return h ^ (h >> 29)
+        }
+        return Int(truncatingIfNeeded: h)
+    }
+}
+
 /// `HostConfig.allows(path:)` with the roots normalised once per plan.
-struct AllowedRoots {
+struct AllowedRoots: Sendable {
     let prefixes: [String]
     let exact: [String]
 
@@ -16,6 +73,30 @@ struct AllowedRoots {
 
     func allows(_ path: String) -> Bool {
         for (root, prefix) in zip(exact, prefixes) where path == root || path.hasPrefix(prefix) { return true }
+        return false
+    }
+}
+
+/// `Policy.protects(path:)` with a cheap pre-check: a glob can only match paths that start with its literal prefix
+/// (the text before its first `*`, `?`, `[` or `\\`).
+struct ProtectMatcher {
+    struct Entry {
+        var pattern: String
+        var prefix: String
+    }
+    let entries: [Entry]
+
+    init(_ globs: [String]) {
+        entries = globs.map { glob in
+            let cut = glob.utf8.firstIndex { $0 == 0x2a || $0 == 0x3f || $0 == 0x5b || $0 == 0x5c }  // * ? [ \\
+            return Entry(pattern: glob, prefix: cut.map { String(glob[..<$0]) } ?? glob)
+        }
+    }
+
+    func matches(_ path: String) -> Bool {
+        for entry in entries where path.hasPrefix(entry.prefix) {
+            if Glob.match(entry.pattern, path, pathMode: true) { return true }
+        }
         return false
     }
 }
@@ -44,7 +125,7 @@ struct LayerAnalysis {
     var effectivelyShared: [Bool]
     /// Neither protected nor effectively shared.
     var writable: [Bool]
-    /// A local image inside `HostConfig.allowedRoots`.
+    /// A writable local image inside `HostConfig.allowedRoots` (false for every layer that is not writable).
     var inRoots: [Bool]
     /// Whether a copy of position i to storage.activeDir may use its destination; optimistic (true) until the
     /// solver picks a copy and the destination is found taken.
@@ -62,6 +143,7 @@ struct DiskPlanner {
     let config: HostConfig
     let freeSpace: [String: UInt64]
     let roots: AllowedRoots
+    let shared: SharedKeyFilter?
     let layers: [Layer]
     let paths: [String]
     let activeDir: String?
@@ -69,9 +151,10 @@ struct DiskPlanner {
 
     init(
         domain: Domain, disk: Disk, chain: Chain, policy: Policy, inventory: Inventory, config: HostConfig,
-        freeSpace: [String: UInt64], roots: AllowedRoots
+        freeSpace: [String: UInt64], context: PlanContext
     ) {
-        self.roots = roots
+        self.roots = context.roots
+        self.shared = context.shared
         self.domain = domain
         self.disk = disk
         self.chain = chain
@@ -108,7 +191,7 @@ struct DiskPlanner {
 
     func needsCopy(_ i: Int) -> Bool {
         guard let activeDir else { return false }
-        return PlanPath.dirname(paths[i]) != activeDir
+        return !PlanPath.isDirectChild(paths[i], of: activeDir)
     }
 
     // MARK: - Run
@@ -218,7 +301,8 @@ struct DiskPlanner {
     /// Whether the image `key` has a reference other than this disk's chain (another chain, or a snapshot's saved
     /// state). Reads the reference index without materialising arrays (hot path: one lookup per layer).
     /// (foreign: the image has a reference other than this disk's chain — another chain, or a snapshot's saved
-    /// state; twice: this chain names it twice, a loop the prober did not report).
+    /// state; twice: this chain names it twice, a loop the prober did not report). Stops at the first foreign
+    /// reference: a shared image is never written, and golden bases have hundreds of references.
     func referenceState(_ key: String, in index: Inventory.ReferenceView) -> (foreign: Bool, twice: Bool) {
         switch index.index[key] {
         case nil:
@@ -226,16 +310,12 @@ struct DiskPlanner {
         case .one(let ref):
             return (isForeign(ref), false)
         case .many(let refs):
-            var foreign = false
             var own = 0
-            for ref in refs {
-                if isForeign(ref) {
-                    foreign = true
-                } else if case .chain = ref.kind {
-                    own += 1
-                }
+            for k in refs.indices {
+                if isForeign(refs[k]) { return (true, own >= 2) }
+                if case .chain = refs[k].kind { own += 1 }
             }
-            return (foreign, own >= 2)
+            return (false, own >= 2)
         }
     }
 
@@ -255,13 +335,13 @@ struct DiskPlanner {
         var inRoots = [Bool](repeating: false, count: n)
         let destinationFree = [Bool](repeating: activeDir != nil, count: n)
         var shared = false
-        let protects = !policy.protect.isEmpty
+        let protect = ProtectMatcher(policy.protect)
         let index = inventory.references
         var loop: String?
         for i in 0..<n {
-            protected[i] = protects && policy.protects(path: paths[i])
+            protected[i] = protect.matches(paths[i])
             // Below a shared layer everything is shared; the index is consulted only until then.
-            if !shared {
+            if !shared, self.shared?.mayContain(key(i)) ?? true {
                 let state = referenceState(key(i), in: index)
                 direct[i] = state.foreign
                 if state.twice && loop == nil { loop = paths[i] }
@@ -269,7 +349,8 @@ struct DiskPlanner {
             shared = shared || direct[i]
             effective[i] = shared
             writable[i] = !protected[i] && !shared
-            inRoots[i] = isLocal(i) && roots.allows(paths[i])
+            // Only writable layers can be written, so only they need the (string) check.
+            inRoots[i] = writable[i] && isLocal(i) && roots.allows(paths[i])
         }
         return LayerAnalysis(
             protected: protected, directlyShared: direct, effectivelyShared: effective, writable: writable,
@@ -344,7 +425,8 @@ struct DiskPlanner {
         for i in 0..<n where !layers[i].bitmaps.isEmpty {
             block(
                 .dirtyBitmaps,
-                "\(name): image \(paths[i]) holds persistent dirty bitmaps (\(layers[i].bitmaps.joined(separator: ", ")))"
+                "\(name): image \(paths[i]) holds persistent dirty bitmaps "
+                    + "(\(layers[i].bitmaps.joined(separator: ", ")))"
                     + " that a commit, pull or copy would invalidate for incremental backups; remove them "
                     + "(qemu-img bitmap --remove, or delete the checkpoints) or exclude this disk from \(policyRef).")
         }
@@ -421,33 +503,44 @@ struct DiskPlanner {
     /// A solution exists only when writing outside the allowed roots or into unsupported sources: say which.
     mutating func blockLooseSolution(_ solution: ShapeSolution, _ a: LayerAnalysis) {
         var outside: [String] = []
-        var unsupported: [String] = []
+        var devices: [String] = []
+        var remote = false
         func written(_ i: Int, commit: Bool) {
+            // Network, volume, … sources are already reported by the preconditions (unsupported-source).
+            guard isLocal(i) else {
+                remote = true
+                return
+            }
             if !a.inRoots[i] && !outside.contains(paths[i]) { outside.append(paths[i]) }
-            if commit && layers[i].source.kind != .file { unsupported.append("commit into \(paths[i])") }
+            if commit && layers[i].source.kind == .block { devices.append("commit into \(paths[i])") }
         }
         for op in solution.operations {
             switch op {
             case .commit(_, let base), .activeCommit(_, _, let base): written(base, commit: true)
             case .pull(let into, _, _, _): written(into, commit: false)
             case .copy(_, let from, _, _):
-                if layers[from].source.kind != .file { unsupported.append("copy of \(paths[from])") }
+                if !isLocal(from) {
+                    remote = true
+                } else if layers[from].source.kind == .block {
+                    devices.append("copy of \(paths[from])")
+                }
             }
         }
         if !outside.isEmpty {
             block(
                 .outsideAllowedRoots,
                 "\(name): \(shapeRule) needs to write \(PlanText.list(outside)), outside the allowed roots "
-                    + "(\(config.allowedRoots.joined(separator: ", "))). Add \(PlanText.list(outside.map(PlanPath.dirname)))"
+                    + "(\(config.allowedRoots.joined(separator: ", "))). "
+                    + "Add \(PlanText.list(outside.map(PlanPath.dirname)))"
                     + " to allowedRoots in \(PlanText.configHint), or protect those images so that pull is used.")
         }
-        if !unsupported.isEmpty {
+        if !devices.isEmpty {
             block(
                 .unsupportedSource,
-                "\(name): \(shapeRule) needs \(PlanText.list(unsupported)), a block device; virt-chain does not "
+                "\(name): \(shapeRule) needs \(PlanText.list(devices)), a block device; virt-chain does not "
                     + "commit into or copy block devices. Merge by hand or exclude this disk from \(policyRef).")
         }
-        if outside.isEmpty && unsupported.isEmpty {
+        if outside.isEmpty && devices.isEmpty && !remote {
             block(.impossible, "\(name): \(shapeRule) cannot be met within the allowed roots and source kinds.")
         }
     }
@@ -538,7 +631,8 @@ struct DiskPlanner {
                 touch(CollectionOfOne(base))
                 if checkSpace {
                     let bytes = ShapeSolver.bytes(of: op, costs)
-                    writes.append(PlannedWrite(dir: PlanPath.dirname(paths[base]), bytes: bytes, what: "commit into \(paths[base])"))
+                    let what = "commit into \(paths[base])"
+                    writes.append(PlannedWrite(dir: PlanPath.dirname(paths[base]), bytes: bytes, what: what))
                 }
                 checkRawBase(base, committed: op.removed)
             case .pull(let into, let after, let through, _):
@@ -546,14 +640,16 @@ struct DiskPlanner {
                 touch((after + 1)...through)
                 if checkSpace {
                     let bytes = ShapeSolver.bytes(of: op, costs)
-                    writes.append(PlannedWrite(dir: PlanPath.dirname(paths[into]), bytes: bytes, what: "pull into \(paths[into])"))
+                    let what = "pull into \(paths[into])"
+                    writes.append(PlannedWrite(dir: PlanPath.dirname(paths[into]), bytes: bytes, what: what))
                 }
             case .copy(let kind, let from, let through, _):
                 touch(kind == .full ? 0...(n - 1) : from...through)
                 if checkSpace, let dest = destination(from) {
                     writes.append(
                         PlannedWrite(
-                            dir: PlanPath.dirname(dest), bytes: ShapeSolver.bytes(of: op, costs), what: "copy to \(dest)"))
+                            dir: PlanPath.dirname(dest), bytes: ShapeSolver.bytes(of: op, costs),
+                            what: "copy to \(dest)"))
                 }
             }
         }
@@ -657,8 +753,6 @@ struct DiskPlanner {
                 backingFormat: layers[lower].format, after: current)
         }
 
-        var finalKeys: [String] = []
-        var left: [Int] = []
         if let solution, let costs, let a = analysis {
             let rule = shapeRule
             for op in solution.operations {
@@ -678,19 +772,16 @@ struct DiskPlanner {
                         destination: dest, bytes: bytes, rule: copyRule(kind), after: after)
                 }
             }
-            let kept = Set(solution.copy == nil ? solution.survivors : Array(solution.survivors.dropFirst()))
-            left = (0..<n).filter { !kept.contains($0) }
-            finalKeys = solution.survivors.filter { kept.contains($0) }.map { key($0) }
-            if solution.copy != nil, let dest = current.first { finalKeys.insert(dest, at: 0) }
             if policy.retired == .delete {
-                for i in left where deletable(i, a) {
+                var kept = [Bool](repeating: false, count: n)
+                for position in positions where position >= 0 { kept[position] = true }
+                for i in 0..<n where !kept[i] && deletable(i, a) {
                     add(.deleteImage, top: paths[i], base: nil, bytes: 0, rule: "retired: delete", after: current)
                 }
             }
         }
-        if solution == nil {
-            finalKeys = keysEqualPaths ? paths : (0..<n).map { key($0) }
-        }
+        // Keys of the final chain: the paths, except for non-local layers (copy destinations are local files).
+        let finalKeys = keysEqualPaths ? current : positions.map { $0 >= 0 ? key($0) : current[0] }
         return DiskChange(
             domain: domain.name, disk: disk.target, policy: policy.name, steps: steps, before: paths, after: current,
             afterKeys: finalKeys, solution: solution)

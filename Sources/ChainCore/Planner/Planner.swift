@@ -1,5 +1,7 @@
 // The planner: a pure function from observed state, the policy of each disk and the host configuration to a Plan.
 
+import Dispatch
+
 public struct PlannerInput: Sendable {
     public var inventory: Inventory
     /// Policy for each (domain name, disk target) that has exactly one matching policy.
@@ -58,31 +60,83 @@ public enum DiskOutcome: Sendable, Hashable {
     }
 }
 
+/// One managed disk to plan: positions in `Inventory.domains` and its policy.
+struct PlanJob: Sendable {
+    var domain: Int
+    var disk: Int
+    var policy: Policy
+}
+
+struct JobResult: Sendable {
+    var outcome: DiskOutcome
+    var fingerprint: String?
+}
+
+/// Result slots written by the parallel workers, one slot per job (never the same slot twice).
+struct ResultSlots: @unchecked Sendable {
+    let base: UnsafeMutablePointer<JobResult?>
+}
+
 public enum Planner {
     public static func plan(_ input: PlannerInput) -> Plan {
         let inventory = input.inventory
+        let context = PlanContext(
+            roots: AllowedRoots(input.config), shared: SharedKeyFilter(inventory.references))
+
+        // 1. Every managed disk, in inventory order, planned independently (in parallel for large inventories;
+        //    each result lands in its own slot, so the plan does not depend on scheduling).
+        var jobs: [PlanJob] = []
+        jobs.reserveCapacity(input.assignments.count)
+        for (d, domain) in inventory.domains.enumerated() {
+            for (k, disk) in domain.disks.enumerated() {
+                if let policy = input.assignments[DiskKey(domain: domain.name, disk: disk.target)] {
+                    jobs.append(PlanJob(domain: d, disk: k, policy: policy))
+                }
+            }
+        }
+        var results = [JobResult?](repeating: nil, count: jobs.count)
+        let chunk = 256
+        let chunks = (jobs.count + chunk - 1) / chunk
+        if chunks >= 4 {
+            results.withUnsafeMutableBufferPointer { buffer in
+                guard let base = buffer.baseAddress else { return }
+                let slots = ResultSlots(base: base)
+                let work = jobs
+                DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                    for i in (c * chunk)..<min(work.count, (c + 1) * chunk) {
+                        slots.base[i] = run(work[i], input, context)
+                    }
+                }
+            }
+        } else {
+            for i in jobs.indices { results[i] = run(jobs[i], input, context) }
+        }
+
+        // 2. Assembly in order: step ids, disk plans, fingerprints, then per domain the snapshot metadata.
         var plan = Plan(host: inventory.host)
-        plan.disks.reserveCapacity(input.assignments.count)
-        let roots = AllowedRoots(input.config)
+        plan.disks.reserveCapacity(jobs.count)
         var nextID = 1
-        for domain in inventory.domains {
+        var j = 0
+        while j < jobs.count {
+            let d = jobs[j].domain
+            let domain = inventory.domains[d]
             let hasSnapshots = !domain.snapshots.isEmpty
             var changes: [String: DiskChange] = [:]
             var policies: [String: Policy] = [:]
             var diskPlanIndex: [String: Int] = [:]
-            for disk in domain.disks {
-                guard let policy = input.assignments[DiskKey(domain: domain.name, disk: disk.target)] else {
-                    continue
+            while j < jobs.count && jobs[j].domain == d {
+                let job = jobs[j]
+                j += 1
+                guard let result = results[j - 1] else { continue }
+                let disk = domain.disks[job.disk]
+                if let fingerprint = result.fingerprint {
+                    plan.fingerprints[Fingerprint.key(domain, disk)] = fingerprint
                 }
-                let outcome = planDisk(
-                    domain: domain, disk: disk, policy: policy, inventory: inventory, config: input.config,
-                    freeSpace: input.freeSpace, roots: roots)
-                switch outcome {
+                switch result.outcome {
                 case .skipped:
                     continue
                 case .blocked(let reasons):
                     plan.blocked.append(contentsOf: reasons)
-                    plan.fingerprints[Fingerprint.key(domain, disk)] = Fingerprint.disk(domain, disk)
                 case .planned(let change):
                     var ids: [Int] = []
                     ids.reserveCapacity(change.steps.count)
@@ -92,18 +146,15 @@ public enum Planner {
                         ids.append(step.id)
                         plan.steps.append(step)
                     }
-                    if hasSnapshots { diskPlanIndex[disk.target] = plan.disks.count }
+                    if hasSnapshots {
+                        diskPlanIndex[disk.target] = plan.disks.count
+                        changes[disk.target] = change
+                        policies[disk.target] = job.policy
+                    }
                     plan.disks.append(
                         DiskPlan(
-                            domain: domain.name, disk: disk.target, policy: policy.name, before: change.before,
+                            domain: domain.name, disk: disk.target, policy: job.policy.name, before: change.before,
                             after: change.after, stepIDs: ids))
-                    if !ids.isEmpty {
-                        plan.fingerprints[Fingerprint.key(domain, disk)] = Fingerprint.disk(domain, disk)
-                    }
-                    if hasSnapshots {
-                        changes[disk.target] = change
-                        policies[disk.target] = policy
-                    }
                 }
             }
             guard hasSnapshots else { continue }
@@ -120,6 +171,21 @@ public enum Planner {
         return plan
     }
 
+    private static func run(_ job: PlanJob, _ input: PlannerInput, _ context: PlanContext) -> JobResult {
+        let domain = input.inventory.domains[job.domain]
+        let disk = domain.disks[job.disk]
+        let outcome = planDisk(
+            domain: domain, disk: disk, policy: job.policy, inventory: input.inventory, config: input.config,
+            freeSpace: input.freeSpace, context: context)
+        var fingerprint: String?
+        switch outcome {
+        case .blocked: fingerprint = Fingerprint.disk(domain, disk)
+        case .planned(let change) where !change.steps.isEmpty: fingerprint = Fingerprint.disk(domain, disk)
+        default: break
+        }
+        return JobResult(outcome: outcome, fingerprint: fingerprint)
+    }
+
     /// The plan of one disk under `policy`, ignoring snapshot metadata (decided per domain by `plan`).
     public static func planDisk(
         domain: Domain, disk: Disk, policy: Policy, inventory: Inventory, config: HostConfig = .defaults,
@@ -127,18 +193,18 @@ public enum Planner {
     ) -> DiskOutcome {
         planDisk(
             domain: domain, disk: disk, policy: policy, inventory: inventory, config: config, freeSpace: freeSpace,
-            roots: AllowedRoots(config))
+            context: PlanContext(roots: AllowedRoots(config), shared: nil))
     }
 
     static func planDisk(
         domain: Domain, disk: Disk, policy: Policy, inventory: Inventory, config: HostConfig,
-        freeSpace: [String: UInt64], roots: AllowedRoots
+        freeSpace: [String: UInt64], context: PlanContext
     ) -> DiskOutcome {
         guard disk.isChainDisk, let chain = disk.chain else { return .skipped }
         if domain.state == .shutoff && policy.shutoff == .skip { return .skipped }
         var planner = DiskPlanner(
             domain: domain, disk: disk, chain: chain, policy: policy, inventory: inventory, config: config,
-            freeSpace: freeSpace, roots: roots)
+            freeSpace: freeSpace, context: context)
         return planner.run()
     }
 

@@ -21,6 +21,18 @@ enum PlanPath {
     }
 
     static func join(_ dir: String, _ name: String) -> String { dir == "/" ? "/" + name : dir + "/" + name }
+
+    /// Whether `dirname(path) == dir` (dir normalised), without building the dirname.
+    static func isDirectChild(_ path: String, of dir: String) -> Bool {
+        let p = path.utf8
+        let d = dir.utf8
+        let slash = UInt8(ascii: "/")
+        let prefixLength = dir == "/" ? 0 : d.count
+        guard p.count > prefixLength, p.starts(with: d) || dir == "/" else { return false }
+        let rest = p.dropFirst(prefixLength)
+        guard rest.first == slash else { return false }
+        return !rest.dropFirst().contains(slash)
+    }
 }
 
 enum PlanText {

@@ -188,17 +188,20 @@ public enum ShapeSolver {
         let limit = min(p.maxDepth ?? n, n)
         guard limit >= 1 else { return nil }
 
-        // bad[k] = non-removable layers among 0..<k; lastBad[b] = last non-removable position < b (or -1).
-        var bad = [Int](repeating: 0, count: n + 1)
-        var lastBad = [Int](repeating: -1, count: n + 1)
+        // bad[k]: non-removable layers among 0..<k; lastBad[b]: last non-removable position < b, or -1.
+        var badBuild = [Int](repeating: 0, count: n + 1)
+        var lastBadBuild = [Int](repeating: -1, count: n + 1)
         for i in 0..<n {
-            bad[i + 1] = bad[i] + (p.removable[i] ? 0 : 1)
-            lastBad[i + 1] = p.removable[i] ? lastBad[i] : i
+            badBuild[i + 1] = badBuild[i] + (p.removable[i] ? 0 : 1)
+            lastBadBuild[i + 1] = p.removable[i] ? lastBadBuild[i] : i
         }
+        let bad = badBuild
+        let lastBad = lastBadBuild
+        let commitTarget = p.commitTarget
         /// Commit of `a...b-1` into b (an empty gap is free).
-        @inline(__always) func gapCommit(_ a: Int, _ b: Int) -> Cost {
+        func gapCommit(_ a: Int, _ b: Int) -> Cost {
             if a >= b { return .zero }
-            guard p.commitTarget[b], bad[b] - bad[a] == 0 else { return .infinite }
+            guard commitTarget[b], bad[b] == bad[a] else { return .infinite }
             return Cost(bytes: costs.union(a, b - 1), steps: 1, dropped: b - a, commits: 1)
         }
 
@@ -229,78 +232,68 @@ public enum ShapeSolver {
                     let gap = gapCommit(j + 1, b)
                     guard gap.isFinite else { continue }
                     let next = b * width
-                    best.withUnsafeMutableBufferPointer { best in
-                        nextOf.withUnsafeMutableBufferPointer { nextOf in
-                            for c in 2..<tight {
-                                let rest = best[next + c - 1]
-                                guard rest.bytes != .max else { continue }
-                                let total = Cost(bytes: gap.bytes &+ rest.bytes, tie: gap.tie &+ rest.tie)
-                                if total < best[row + c] {
-                                    best[row + c] = total
-                                    nextOf[row + c] = b
-                                }
-                            }
+                    for c in 2..<tight {
+                        let rest = best[next + c - 1]
+                        guard rest.bytes != .max else { continue }
+                        let total = Cost(bytes: gap.bytes &+ rest.bytes, tie: gap.tie &+ rest.tie)
+                        if total < best[row + c] {
+                            best[row + c] = total
+                            nextOf[row + c] = b
                         }
                     }
                 }
             }
         }
-        @inline(__always) func suffix(_ s2: Int) -> Cost {
-            if s2 == n - 1 { return .zero }
-            return deepSuffix ? best[s2 * width + limit - 1] : .infinite
-        }
 
         // Walk DP. State (a, x): the active image is position a and holds U(0...x). (a, a) is reached by an active
         // commit (or is the start (0, 0)); (a, x > a) only by one pull from (a, a) — two pulls in a row cost the
         // same bytes as one. An active commit into b comes from a state (a, x) with a removable, x < b and
-        // x+1..<b removable, i.e. x >= lastBad[b].
-        var diag = [Cost](repeating: .infinite, count: n)
-        var diagFrom = [Int](repeating: -1, count: n)  // predecessor state a * n + x
-        var bestByX = [Cost](repeating: .infinite, count: n)
-        var bestAByX = [Int](repeating: -1, count: n)
-        diag[0] = .zero
-        @inline(__always) func pull(_ a: Int, _ x: Int) -> Cost {
-            Cost(bytes: costs.prefix(x) - costs.prefix(a), steps: 1, dropped: x - a, commits: 0)
-        }
-        @inline(__always) func stateCost(_ a: Int, _ x: Int) -> Cost {
-            if x == a { return diag[a] }
-            guard p.pullTarget[a] else { return .infinite }
-            return diag[a] + pull(a, x)
-        }
+        // x+1..<b removable, i.e. x >= lastBad[b]. byX[x] is the cheapest state (a, x) with a removable.
+        // walk = diag (n) | byX (n) | tail (n);
+        // links = diagFrom (n, predecessor state a * n + x) | byXA (n) | tailS2 (n).
+        var walk = [Cost](repeating: .infinite, count: 3 * n)
+        var links = [Int](repeating: -1, count: 3 * n)
+        walk[0] = .zero
         for x in 0..<n {
-            if x > 0 && p.commitTarget[x] {
+            if x > 0 && commitTarget[x] {
                 let commitBytes = costs.prefix(x - 1)
                 for from in max(lastBad[x], 0)..<x {
-                    let c = bestByX[from]
+                    let c = walk[n + from]
                     guard c.isFinite else { continue }
                     let total = c + Cost(bytes: commitBytes, steps: 1, dropped: x - from, commits: 1)
-                    if total < diag[x] {
-                        diag[x] = total
-                        diagFrom[x] = bestAByX[from] * n + from
+                    if total < walk[x] {
+                        walk[x] = total
+                        links[x] = links[n + from] * n + from
                     }
                 }
             }
+            let px = costs.prefix(x)
             for a in 0...x where p.removable[a] {
-                let c = stateCost(a, x)
-                if c < bestByX[x] {
-                    bestByX[x] = c
-                    bestAByX[x] = a
+                var c = walk[a]
+                if x > a {
+                    guard p.pullTarget[a] else { continue }
+                    c = c + Cost(bytes: px - costs.prefix(a), steps: 1, dropped: x - a, commits: 0)
+                }
+                if c < walk[n + x] {
+                    walk[n + x] = c
+                    links[n + x] = a
                 }
             }
         }
 
-        // tail[x]: cheapest way from the walk's end at x down to the base with survivors below: the gap x+1..<s2
+        // tail = walk[2 * n + x]: cheapest way from the walk's end at x down to the base with survivors below: the gap
+        // x+1..<s2
         // committed into s2, then the suffix.
-        var tail = [Cost](repeating: .infinite, count: n)
-        var tailS2 = [Int](repeating: -1, count: n)
         if allowMulti {
             for x in 0..<(n - 1) {
                 let lowS2 = p.flatten == .keepBase ? n - 1 : x + 1
                 for s2 in lowS2..<n {
-                    let total = gapCommit(x + 1, s2) + suffix(s2)
-                    if total < tail[x] {
-                        tail[x] = total
-                        tailS2[x] = s2
+                    let rest: Cost = s2 == n - 1 ? .zero : (deepSuffix ? best[s2 * width + limit - 1] : .infinite)
+                    guard rest.isFinite else { continue }
+                    let total = gapCommit(x + 1, s2) + rest
+                    if total < walk[2 * n + x] {
+                        walk[2 * n + x] = total
+                        links[2 * n + x] = s2
                     }
                 }
             }
@@ -309,13 +302,18 @@ public enum ShapeSolver {
         var bestCost = Cost.infinite
         var chosen: (a: Int, x: Int, s2: Int?, copy: CopyKind?)?
         for x in 0..<n {
+            let px = costs.prefix(x)
             for a in 0...x {
-                var c = stateCost(a, x)
+                var c = walk[a]
                 guard c.isFinite else { continue }
+                if x > a {
+                    guard p.pullTarget[a] else { continue }
+                    c = c + Cost(bytes: px - costs.prefix(a), steps: 1, dropped: x - a, commits: 0)
+                }
                 var copyKind: CopyKind?
                 if p.needsCopy[a] {
                     guard p.canCopy[a] else { continue }
-                    c = c + Cost(bytes: costs.prefix(x), steps: 1, dropped: 1, commits: 0)
+                    c = c + Cost(bytes: px, steps: 1, dropped: 1, commits: 0)
                     copyKind = .shallow
                 }
                 // m == 1: everything merged into a. keep-base: only the base itself, moved only if it is alone.
@@ -326,10 +324,10 @@ public enum ShapeSolver {
                     }
                 }
                 if allowMulti && x < n - 1 {
-                    let total = c + tail[x]
+                    let total = c + walk[2 * n + x]
                     if total < bestCost {
                         bestCost = total
-                        chosen = (a, x, tailS2[x], copyKind)
+                        chosen = (a, x, links[2 * n + x], copyKind)
                     }
                 }
             }
@@ -379,7 +377,7 @@ public enum ShapeSolver {
                 let base: Int? = x == finalX ? (survivors.count > 1 ? survivors[1] : nil) : x + 1
                 walkOps.append(.pull(into: a, after: a, through: x, base: base))
             }
-            let from = diagFrom[a]
+            let from = links[a]
             if from < 0 { break }
             let (fromA, fromX) = (from / n, from % n)
             walkOps.append(.activeCommit(top: fromA, after: fromX, base: a))
@@ -389,7 +387,8 @@ public enum ShapeSolver {
         if let copy = chosen.copy {
             ops.append(.copy(copy, from: finalActive, through: finalX, base: survivors.count > 1 ? survivors[1] : nil))
         }
-        return ShapeSolution(survivors: survivors, pulledThrough: finalX, copy: chosen.copy, cost: cost, operations: ops)
+        return ShapeSolution(
+            survivors: survivors, pulledThrough: finalX, copy: chosen.copy, cost: cost, operations: ops)
     }
 
     /// The fewest images the chain can be brought to (ignoring flatten and storage rules), or nil if it cannot
