@@ -247,6 +247,31 @@ let goldenScenarios: [(String, @Sendable () -> GoldenWorld)] = [
         var bm = deep("bm")
         bm[1].bitmaps = ["virtnbdbackup.3"]
         w.domain("bitmaps-1", disks: [("vda", bm)], policy: p)
+        // The active image itself is protected: nothing may write it.
+        w.domain(
+            "protected-1", disks: [("vda", [L.layer("golden/appliance.qcow2", data: [(0, 1)]), L.layer("pa-base.qcow2", data: [(1, 1)])])],
+            policy: policy("appliances", file: "policies/strict.json", line: 14, maxDepth: 1, protect: ["\(img)/golden/*"]))
+        // The active image is also the active image of another guest.
+        let twin = [L.layer("twin-top.qcow2", data: [(0, 1)]), L.layer("twin-base.qcow2", data: [(1, 1)])]
+        w.domain("twin-1", disks: [("vda", twin)], policy: p)
+        w.domain("twin-2", .shutoff, disks: [("vda", twin)])
+        // A LUKS-encrypted layer would have to be rewritten.
+        var enc = deep("enc")
+        enc[0].encrypted = true
+        w.domain("enc-1", disks: [("vda", enc)], policy: p)
+        // The cheapest route commits into a raw base smaller than the image committed into it.
+        w.domain(
+            "rawbase-1", .shutoff,
+            disks: [("vda", [L.layer("rb-d.qcow2", data: [(0, 10)], virtualMiB: 128),
+                             L.layer("rb-c.qcow2", data: [(10, 20)], virtualMiB: 128),
+                             L.layer("rb-b.qcow2", data: [(40, 1)], virtualMiB: 128),
+                             L.layer("rb-base.raw", "raw", data: [(0, 1)], virtualMiB: 64)])],
+            policy: policy("strict3", file: "policies/strict.json", line: 20, maxDepth: 3))
+        // keep-base with maxDepth 1 cannot be met (the loader rejects such a policy; the planner still explains).
+        let golden = L.layer("golden/shared.raw", "raw", data: [(0, 4)])
+        w.domain("imp-1", disks: [("vda", [L.layer("imp-a.qcow2", data: [(0, 1)]), golden])],
+                 policy: policy("contradiction", file: "policies/strict.json", line: 26, maxDepth: 1, flatten: .keepBase))
+        w.domain("imp-2", .shutoff, disks: [("vda", [L.layer("imp-b.qcow2", data: [(0, 1)]), golden])])
         return w
     }),
 ]
