@@ -291,7 +291,7 @@ public enum InventoryReader {
             for i in parsed.domain.disks.indices where parsed.domain.disks[i].isChainDisk {
                 complete(&parsed.domain.disks[i], fromTop: !st.isActive)
                 if st.isActive {
-                    if let info = try d.blockJobInfo(disk: parsed.domain.disks[i].target) {
+                    if let info = try blockJobInfo(d, disk: parsed.domain.disks[i].target) {
                         parsed.domain.disks[i].job = ChainCore.BlockJob(
                             type: jobType(info.type), cur: info.cur, end: info.end, bandwidth: info.bandwidth,
                             ready: parsed.domain.disks[i].mirror?.ready ?? false)
@@ -312,6 +312,15 @@ public enum InventoryReader {
             throw ObserveError("domain \(name): \(e)", hint: "the domain may have been undefined or stopped meanwhile; run again")
         } catch {
             throw ObserveError("domain \(name): \(error)")
+        }
+    }
+
+    /// Block job of a disk; nil when there is none or the driver cannot tell (e.g. libvirt's test driver).
+    static func blockJobInfo(_ d: Libvirt.Domain, disk: String) throws(LibvirtError) -> BlockJobInfo? {
+        do {
+            return try d.blockJobInfo(disk: disk)
+        } catch where error.code == LibvirtError.Code.noSupport {
+            return nil
         }
     }
 
