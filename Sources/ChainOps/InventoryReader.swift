@@ -185,7 +185,19 @@ public enum InventoryReader {
             slots.errors[i] = err
             lock.unlock()
         }
-        var domains = slots.domains.compactMap { $0?.domain }
+        // One domain per name: a second dump of the same domain would make its images look shared with itself.
+        var domains: [ChainCore.Domain] = []
+        var firstFile: [String: String] = [:]
+        var errors = slots.errors.compactMap { $0 }
+        for (i, parsed) in slots.domains.enumerated() {
+            guard let d = parsed?.domain else { continue }
+            if let first = firstFile[d.name] {
+                errors.append("\(files[i]): domain \(d.name) was already read from \(first); this file is ignored")
+                continue
+            }
+            firstFile[d.name] = files[i]
+            domains.append(d)
+        }
         for snap in slots.snapshots.compactMap({ $0 }) {
             if let i = domains.firstIndex(where: {
                 (snap.domainUUID != nil && $0.uuid == snap.domainUUID) || $0.name == snap.domainName
@@ -194,7 +206,7 @@ public enum InventoryReader {
             }
         }
         let host = paths.count == 1 ? "xml:" + paths[0] : "xml:" + paths.joined(separator: ",")
-        return (Inventory(host: host, domains: domains), slots.errors.compactMap { $0 })
+        return (Inventory(host: host, domains: domains), errors)
     }
 
     static func isSnapshot(_ bytes: [UInt8]) -> Bool {

@@ -102,12 +102,20 @@ private func chainPaths(_ disk: [String: Any]) -> [String] {
         let json = try CLI.jsonObject(r)
         #expect(json["formatVersion"] as? Int == 1)
         let all = domains(json)
-        // 11 domain dumps (the 12th file is snapshot metadata, attached to its domain).
-        #expect(all.count == 11, "\(all.map { $0["name"] ?? "?" })")
+        // 11 domain dumps of 4 domains (the 12th file is snapshot metadata, attached to its domain): each domain is
+        // read once, from its first file in sorted order, and every later dump of it is reported on stderr.
+        #expect(all.count == 4, "\(all.map { $0["name"] ?? "?" })")
         #expect(Set(all.compactMap { $0["name"] as? String }) == ["mixed & sources", "relative", "vcfix-off", "vcfix-run"])
+        #expect(r.stderr.contains("domain vcfix-run was already read from"))
 
         // live-running-chain.xml: chain[0] is the active image, the last element the base.
-        let running = all.filter { $0["name"] as? String == "vcfix-run" && $0["state"] as? String == "running" }
+        let one = try CLI.run([
+            "show", "--domain-xml", "Tests/ChainCoreTests/Fixtures/domains/live-running-chain.xml", "--format", "json",
+        ])
+        #expect(one.status == 0, "\(one)")
+        let running = domains(try CLI.jsonObject(one)).filter {
+            $0["name"] as? String == "vcfix-run" && $0["state"] as? String == "running"
+        }
         let vcfix = "/var/lib/libvirt/images/vcfix/"
         let expected = ["c.qcow2", "b.qcow2", "a.qcow2", "base.raw"].map { vcfix + $0 }
         #expect(
