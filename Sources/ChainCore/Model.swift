@@ -370,10 +370,10 @@ public struct Inventory: Sendable, Codable, Hashable {
 
     static func buildIndex(_ domains: [Domain]) -> [String: RefList] {
         var refs: [String: RefList] = [:]
-        refs.reserveCapacity(domains.count * 4)
+        refs.reserveCapacity(domains.count * 16)
         func add(_ key: String, _ ref: ImageReference) {
-            if refs[key] != nil {
-                refs[key]?.append(ref)
+            if let i = refs.index(forKey: key) {
+                refs.values[i].append(ref)
             } else {
                 refs[key] = .one(ref)
             }
@@ -421,7 +421,50 @@ public struct Inventory: Sendable, Codable, Hashable {
     }
 
     public func isShared(_ key: String, domain: String, disk: String) -> Bool {
-        !foreignReferences(of: key, domain: domain, disk: disk).isEmpty
+        hasForeignReference(key: key, domain: domain, disk: disk)
+    }
+
+    /// Calls `body` with each reference to the image `key`, in index order, until it returns false. Allocates
+    /// nothing (the planner's hot path).
+    public func forEachReference(of key: String, _ body: (ImageReference) -> Bool) {
+        switch index[key] {
+        case nil:
+            return
+        case .one(let ref):
+            _ = body(ref)
+        case .many(let refs):
+            for k in refs.indices {
+                if !body(refs[k]) { return }
+            }
+        }
+    }
+
+    /// `!foreignReferences(of: key, domain: domain, disk: disk).isEmpty` without building the array: whether the
+    /// image has a reference other than the chain of (`domain`, `disk`) — another chain, or a snapshot's saved
+    /// state. Stops at the first one.
+    public func hasForeignReference(key: String, domain: String, disk: String) -> Bool {
+        var foreign = false
+        forEachReference(of: key) { ref in
+            switch ref.kind {
+            case .chain: foreign = ref.disk != disk || ref.domain != domain
+            case .snapshotState: foreign = true
+            case .snapshotOverlay: foreign = false
+            }
+            return !foreign
+        }
+        return foreign
+    }
+
+    /// Whether every reference to `key` (if any) is the chain of (`domain`, `disk`): no other chain and no snapshot,
+    /// not even as an overlay, names the image. Allocates nothing.
+    public func isReferencedOnlyByChain(key: String, domain: String, disk: String) -> Bool {
+        var only = true
+        forEachReference(of: key) { ref in
+            if case .chain = ref.kind, ref.domain == domain, ref.disk == disk { return true }
+            only = false
+            return false
+        }
+        return only
     }
 
     public func domain(named name: String) -> Domain? { domains.first { $0.name == name } }

@@ -48,6 +48,12 @@ public enum ImageProbe {
     /// (XML dumps reviewed on another machine).
     public static let resolver: PathResolver = { CanonicalCache.shared.canonical($0) }
 
+    /// A resolver with its own unsynchronised cache, for one thread at a time.
+    public static func makeResolver() -> PathResolver {
+        let cache = CanonicalCache(locking: false)
+        return { cache.canonical($0) }
+    }
+
     static func fileFacts(_ fd: Int32, path: String) throws(ProbeError) -> (size: UInt64, alloc: UInt64, mtime: Double, block: Bool) {
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw ProbeError(path: path, message: String(cString: strerror(errno))) }
@@ -304,8 +310,9 @@ extension String {
 
 /// Thread-safe cache of canonical directory paths.
 final class CanonicalCache: @unchecked Sendable {
-    static let shared = CanonicalCache()
-    private let lock = NSLock()
+    static let shared = CanonicalCache(locking: true)
+    private let lock: NSLock?
+    init(locking: Bool) { lock = locking ? NSLock() : nil }
     /// normalised directory → canonical directory, or nil when it does not exist.
     private var dirs: [String: String?] = [:]
 
@@ -313,9 +320,9 @@ final class CanonicalCache: @unchecked Sendable {
         let normal = PathUtil.normalize(path)
         let dir = PathUtil.dirname(normal)
         let name = PathUtil.basename(normal)
-        lock.lock()
+        lock?.lock()
         let cached = dirs[dir]
-        lock.unlock()
+        lock?.unlock()
         let canonicalDir: String?
         if let cached {
             canonicalDir = cached
@@ -325,9 +332,9 @@ final class CanonicalCache: @unchecked Sendable {
                 resolved = String(cString: r)
                 free(r)
             }
-            lock.lock()
+            lock?.lock()
             dirs[dir] = .some(resolved)
-            lock.unlock()
+            lock?.unlock()
             canonicalDir = resolved
         }
         guard let canonicalDir else { return normal }

@@ -82,7 +82,7 @@ public enum InventoryReader {
 
     /// Runs `body` for each index on up to `ProcessInfo.activeProcessorCount` threads.
     static func parallel(_ count: Int, _ body: @Sendable (Int) -> Void) {
-        if count < 4 {
+        if count < 2 {
             for i in 0..<count { body(i) }
             return
         }
@@ -134,7 +134,7 @@ public enum InventoryReader {
     /// Reads domain XML (and snapshot XML) files. Errors in one file are collected, the others still read.
     /// `probe`: complete unterminated chains and read image facts from local image files.
     public static func fromXMLFiles(
-        _ paths: [String], probe: Bool = true, resolve: @escaping PathResolver = ImageProbe.resolver
+        _ paths: [String], probe: Bool = true, resolve customResolve: PathResolver? = nil
     ) throws(ObserveError) -> (inventory: Inventory, errors: [String]) {
         let files = try xmlFiles(paths)
         final class Slots: @unchecked Sendable {
@@ -148,8 +148,16 @@ public enum InventoryReader {
             }
         }
         let slots = Slots(files.count)
-        let lock = NSLock()
-        parallel(files.count) { i in
+        // Contiguous chunks, one per worker, each with its own path cache: no lock is taken per file or per path.
+        let workers = files.count < 64 ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount)
+        let chunk = (files.count + workers - 1) / max(workers, 1)
+        parallel(workers) { w in
+            let resolve = customResolve ?? ImageProbe.makeResolver()
+            for i in (w * chunk)..<min(files.count, (w + 1) * chunk) {
+                parseOne(i, resolve)
+            }
+        }
+        @Sendable func parseOne(_ i: Int, _ resolve: PathResolver) {
             let file = files[i]
             var dom: ParsedDomain?
             var snap: DomainXML.ParsedSnapshot?
@@ -179,11 +187,10 @@ public enum InventoryReader {
             } catch {
                 err = "\(file): \(error)"
             }
-            lock.lock()
+            // Each index is written by exactly one worker.
             slots.domains[i] = dom
             slots.snapshots[i] = snap
             slots.errors[i] = err
-            lock.unlock()
         }
         // One domain per name: a second dump of the same domain would make its images look shared with itself.
         var domains: [ChainCore.Domain] = []

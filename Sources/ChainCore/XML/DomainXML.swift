@@ -47,17 +47,30 @@ public enum PathUtil {
         } ?? false
     }
 
+    /// Byte offset of the last `/`, or nil.
+    static func lastSlash(_ path: String) -> Int? {
+        var path = path
+        return path.withUTF8 { b -> Int? in
+            var i = b.count - 1
+            while i >= 0 {
+                if b[i] == 0x2F { return i }
+                i -= 1
+            }
+            return nil
+        }
+    }
+
     public static func dirname(_ path: String) -> String {
+        guard let slash = lastSlash(path) else { return "." }
+        if slash == 0 { return "/" }
         let u = path.utf8
-        guard let slash = u.lastIndex(of: 0x2F) else { return "." }
-        if slash == u.startIndex { return "/" }
-        return String(path[..<slash])
+        return String(path[..<u.index(u.startIndex, offsetBy: slash)])
     }
 
     public static func basename(_ path: String) -> String {
+        guard let slash = lastSlash(path) else { return path }
         let u = path.utf8
-        guard let slash = u.lastIndex(of: 0x2F) else { return path }
-        return String(path[u.index(after: slash)...])
+        return String(path[u.index(u.startIndex, offsetBy: slash + 1)...])
     }
 }
 
@@ -99,20 +112,20 @@ public enum DomainXML {
     public static func parseDomain(
         _ bytes: [UInt8], file: String? = nil, state: DomainState? = nil, resolve: PathResolver = { $0 }
     ) throws(DomainXMLError) -> ParsedDomain {
-        let root: XMLElement
+        let root: XMLNode
         do {
-            root = try XMLReader.parse(bytes, keep: domainKeep)
+            root = try XMLReader.document(bytes, keep: domainKeep)
         } catch {
             throw DomainXMLError(file: file, message: "\(error.line):\(error.column): \(error.message)")
         }
-        guard root.name == "domain" else {
+        guard root.isNamed("domain") else {
             throw DomainXMLError(file: file, message: "root element is <\(root.name)>, expected <domain>")
         }
         return try domain(from: root, file: file, state: state, resolve: resolve)
     }
 
     public static func domain(
-        from root: XMLElement, file: String? = nil, state: DomainState? = nil, resolve: PathResolver = { $0 }
+        from root: XMLNode, file: String? = nil, state: DomainState? = nil, resolve: PathResolver = { $0 }
     ) throws(DomainXMLError) -> ParsedDomain {
         guard let name = root.child("name")?.text.trimmed, !name.isEmpty else {
             throw DomainXMLError(file: file, message: "domain has no <name>")
@@ -128,7 +141,7 @@ public enum DomainXML {
     }
 
     /// One `<disk>` element.
-    public static func disk(from el: XMLElement, resolve: PathResolver = { $0 }) -> Disk {
+    public static func disk(from el: XMLNode, resolve: PathResolver = { $0 }) -> Disk {
         let target = el.child("target")?[attribute: "dev"] ?? "?"
         let device = el[attribute: "device"] ?? "disk"
         let driverType = el.child("driver")?[attribute: "type"]
@@ -148,18 +161,16 @@ public enum DomainXML {
     }
 
     /// Builds the chain from `<source>` and nested `<backingStore>` elements.
-    static func chain(from diskEl: XMLElement, driverType: String?, resolve: PathResolver) -> Chain? {
+    static func chain(from diskEl: XMLNode, driverType: String?, resolve: PathResolver) -> Chain? {
         let type = diskEl[attribute: "type"] ?? "file"
         guard let srcEl = diskEl.child("source") else { return nil }
         let (topSource, topIndex) = source(type: type, element: srcEl, base: nil, resolve: resolve)
         guard let topSource else { return nil }  // empty cdrom etc.
         var layers: [Layer] = []
         var problems: [ChainProblem] = []
-        var seen: Set<String> = []
         var top = Layer(source: topSource, format: driverType, formatRecorded: driverType != nil, index: topIndex)
         top.encrypted = diskEl.child("encryption") != nil || srcEl.child("encryption") != nil
         layers.append(top)
-        seen.insert(topSource.key)
         var current = diskEl
         var complete = false
         var currentDir = topSource.path.map(PathUtil.dirname)
@@ -181,12 +192,12 @@ public enum DomainXML {
                 problems.append(.other("backingStore without a usable source below \(layers.last?.key ?? "?")"))
                 break
             }
-            if seen.contains(src.key) {
-                problems.append(.loop(path: src.key))
+            let key = src.key
+            if layers.contains(where: { $0.key == key }) {
+                problems.append(.loop(path: key))
                 complete = true
                 break
             }
-            seen.insert(src.key)
             var layer = Layer(source: src, format: fmt, formatRecorded: fmt != nil, index: index)
             layer.encrypted = bs.child("encryption") != nil || bsSrc.child("encryption") != nil
             layers.append(layer)
@@ -198,7 +209,7 @@ public enum DomainXML {
 
     /// Parses a `<source>` element of the given disk/backingStore type.
     static func source(
-        type: String, element: XMLElement, base: String?, resolve: PathResolver, indexFrom: XMLElement? = nil
+        type: String, element: XMLNode, base: String?, resolve: PathResolver, indexFrom: XMLNode? = nil
     ) -> (ImageSource?, Int?) {
         let index = (indexFrom?[attribute: "index"] ?? element[attribute: "index"]).flatMap { Int($0) }
         switch type {
@@ -272,9 +283,9 @@ public enum DomainXML {
     public static func parseSnapshot(
         _ bytes: [UInt8], file: String? = nil, resolve: PathResolver = { $0 }
     ) throws(DomainXMLError) -> ParsedSnapshot {
-        let root: XMLElement
+        let root: XMLNode
         do {
-            root = try XMLReader.parse(bytes, keep: snapshotKeep)
+            root = try XMLReader.document(bytes, keep: snapshotKeep)
         } catch {
             throw DomainXMLError(file: file, message: "\(error.line):\(error.column): \(error.message)")
         }
@@ -282,9 +293,9 @@ public enum DomainXML {
     }
 
     public static func snapshot(
-        from root: XMLElement, file: String? = nil, resolve: PathResolver = { $0 }
+        from root: XMLNode, file: String? = nil, resolve: PathResolver = { $0 }
     ) throws(DomainXMLError) -> ParsedSnapshot {
-        guard root.name == "domainsnapshot" else {
+        guard root.isNamed("domainsnapshot") else {
             throw DomainXMLError(file: file, message: "root element is <\(root.name)>, expected <domainsnapshot>")
         }
         guard let name = root.child("name")?.text.trimmed, !name.isEmpty else {

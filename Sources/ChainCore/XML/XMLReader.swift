@@ -64,10 +64,21 @@ public enum XMLReader {
     /// Parses `bytes` and returns the root element, keeping what `keep` selects. The root is always kept as a
     /// container (at least its name and attributes).
     public static func parse(_ bytes: [UInt8], keep: (_ path: [String]) -> XMLKeep) throws(XMLError) -> XMLElement {
-        try bytes.withUnsafeBufferPointer { (buf) throws(XMLError) -> XMLElement in
-            var p = Parser(buf: buf)
-            return try p.document(keep: keep)
+        try document(bytes, keep: keep).element
+    }
+
+    /// Parses `bytes` into a compact document (kept elements only; names, attributes and text are read lazily from
+    /// the original bytes) and returns its root.
+    public static func document(_ bytes: [UInt8], keep: (_ path: [String]) -> XMLKeep) throws(XMLError) -> XMLNode {
+        let doc = XMLDocument(bytes: bytes)
+        try bytes.withUnsafeBufferPointer { (buf) throws(XMLError) -> Void in
+            var p = XMLParserCore(buf: buf)
+            try p.document(keep: keep)
+            doc.nodes = p.nodes
+            doc.attrs = p.attrs
+            doc.texts = p.texts
         }
+        return XMLNode(doc: doc, index: 0)
     }
 
     /// Parses the whole document into a tree.
@@ -77,6 +88,131 @@ public enum XMLReader {
 
     public static func parse(_ string: String) throws(XMLError) -> XMLElement {
         try parse(Array(string.utf8))
+    }
+}
+
+/// The kept elements of a parsed document, stored flat: no per-element allocation, no per-attribute string.
+public final class XMLDocument: @unchecked Sendable {
+    struct Node {
+        var nameStart: Int32
+        var nameEnd: Int32
+        var attrStart: Int32
+        var attrCount: Int32
+        var firstChild: Int32 = -1
+        var lastChild: Int32 = -1
+        var next: Int32 = -1
+        /// Index into `texts`, or -1 when the element has no non-blank text.
+        var text: Int32 = -1
+    }
+
+    struct Attr {
+        var nameStart: Int32
+        var nameEnd: Int32
+        var valueStart: Int32
+        var valueEnd: Int32
+        var hasRef: Bool
+    }
+
+    let bytes: [UInt8]
+    var nodes: [Node] = []
+    var attrs: [Attr] = []
+    var texts: [String] = []
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    func string(_ start: Int32, _ end: Int32) -> String {
+        bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)]), as: UTF8.self) }
+    }
+
+    func equals(_ start: Int32, _ end: Int32, _ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { n in
+            guard n.count == Int(end - start) else { return false }
+            return bytes.withUnsafeBufferPointer { b in
+                var i = 0
+                while i < n.count {
+                    if b[Int(start) + i] != n[i] { return false }
+                    i += 1
+                }
+                return true
+            }
+        }
+    }
+}
+
+/// A kept element of an `XMLDocument`.
+public struct XMLNode: Sendable {
+    let doc: XMLDocument
+    let index: Int32
+
+    var node: XMLDocument.Node { doc.nodes[Int(index)] }
+
+    public var name: String { doc.string(node.nameStart, node.nameEnd) }
+
+    public func isNamed(_ name: String) -> Bool { doc.equals(node.nameStart, node.nameEnd, name) }
+
+    public subscript(attribute name: String) -> String? {
+        let n = node
+        var k = Int(n.attrStart)
+        let end = k + Int(n.attrCount)
+        while k < end {
+            let a = doc.attrs[k]
+            if doc.equals(a.nameStart, a.nameEnd, name) {
+                if !a.hasRef { return doc.string(a.valueStart, a.valueEnd) }
+                return doc.bytes.withUnsafeBufferPointer { buf in
+                    (try? XMLParserCore.decodeRefs(buf, Int(a.valueStart)..<Int(a.valueEnd))) ?? doc.string(a.valueStart, a.valueEnd)
+                }
+            }
+            k += 1
+        }
+        return nil
+    }
+
+    public var attributes: [(String, String)] {
+        let n = node
+        return (Int(n.attrStart)..<Int(n.attrStart + n.attrCount)).map { k in
+            let a = doc.attrs[k]
+            let name = doc.string(a.nameStart, a.nameEnd)
+            return (name, self[attribute: name] ?? "")
+        }
+    }
+
+    public var text: String { node.text >= 0 ? doc.texts[Int(node.text)] : "" }
+
+    public var children: [XMLNode] {
+        var out: [XMLNode] = []
+        var c = node.firstChild
+        while c >= 0 {
+            out.append(XMLNode(doc: doc, index: c))
+            c = doc.nodes[Int(c)].next
+        }
+        return out
+    }
+
+    public func child(_ name: String) -> XMLNode? {
+        var c = node.firstChild
+        while c >= 0 {
+            let n = doc.nodes[Int(c)]
+            if doc.equals(n.nameStart, n.nameEnd, name) { return XMLNode(doc: doc, index: c) }
+            c = n.next
+        }
+        return nil
+    }
+
+    public func children(_ name: String) -> [XMLNode] {
+        var out: [XMLNode] = []
+        var c = node.firstChild
+        while c >= 0 {
+            let n = doc.nodes[Int(c)]
+            if doc.equals(n.nameStart, n.nameEnd, name) { out.append(XMLNode(doc: doc, index: c)) }
+            c = n.next
+        }
+        return out
+    }
+
+    /// The subtree as a value tree.
+    public var element: XMLElement {
+        XMLElement(name: name, attributes: attributes, children: children.map(\.element), text: text)
     }
 }
 
@@ -105,13 +241,21 @@ private let SEMI = UInt8(ascii: ";")
     isNameStart(c) || (c >= 0x30 && c <= 0x39) || c == 0x2D || c == 0x2E
 }
 
-private struct Parser {
+struct XMLParserCore {
     let buf: UnsafeBufferPointer<UInt8>
+    /// The kept elements, built here (not in the shared document) so that no exclusivity checks run per access.
+    var nodes: [XMLDocument.Node] = []
+    var attrs: [XMLDocument.Attr] = []
+    var texts: [String] = []
     var i = 0
     /// Attribute names of the current start tag (reused to avoid an allocation per element).
     var seen: [Range<Int>] = []
 
-    init(buf: UnsafeBufferPointer<UInt8>) { self.buf = buf }
+    init(buf: UnsafeBufferPointer<UInt8>) {
+        self.buf = buf
+        nodes.reserveCapacity(64)
+        attrs.reserveCapacity(128)
+    }
 
     func error(_ message: String, at offset: Int? = nil) -> XMLError {
         let end = min(offset ?? i, buf.count)
@@ -240,24 +384,23 @@ private struct Parser {
         throw error("unterminated DOCTYPE", at: start)
     }
 
-    mutating func document(keep: (_ path: [String]) -> XMLKeep) throws(XMLError) -> XMLElement {
+    mutating func document(keep: (_ path: [String]) -> XMLKeep) throws(XMLError) {
         if buf.count >= 3 && buf[0] == 0xEF && buf[1] == 0xBB && buf[2] == 0xBF { i = 3 }
         try misc(allowDoctype: true)
         guard peek() == LT, isNameStart(peek(1)) else {
             throw error(i >= buf.count ? "document is empty" : "expected the root element")
         }
         var path: [String] = []
-        guard let root = try element(path: &path, mode: .container, keep: keep, forceKeep: true) else {
+        guard try element(path: &path, mode: .container, keep: keep, forceKeep: true) == 0 else {
             throw error("expected the root element")
         }
         try misc(allowDoctype: false)
         if i < buf.count { throw error("extra content after the root element") }
-        return root
     }
 
-    /// Parses attributes; returns them decoded when `decode`, else validates and drops them.
-    mutating func attributes(decode: Bool) throws(XMLError) -> (attrs: [(String, String)], selfClosing: Bool) {
-        var attrs: [(String, String)] = []
+    /// Parses attributes; records them in the document when `keep`, else validates and drops them.
+    /// Returns whether the tag was self-closing.
+    mutating func attributes(keep: Bool) throws(XMLError) -> Bool {
         seen.removeAll(keepingCapacity: true)
         while true {
             let hadSpace = i < buf.count && isSpace(buf[i])
@@ -266,12 +409,12 @@ private struct Parser {
             let c = buf[i]
             if c == GT {
                 i += 1
-                return (attrs, false)
+                return false
             }
             if c == SLASH {
                 guard peek(1) == GT else { throw error("expected '>' after '/'") }
                 i += 2
-                return (attrs, true)
+                return true
             }
             guard hadSpace else { throw error("expected whitespace before attribute") }
             let n = try name()
@@ -294,15 +437,33 @@ private struct Parser {
             guard i < buf.count else { throw error("unterminated attribute value", at: vstart) }
             let vr = vstart..<i
             i += 1
-            if decode {
-                attrs.append((string(n), hasRef ? try decodeRefs(vr) : string(vr)))
-            } else if hasRef {
-                _ = try decodeRefs(vr)
+            if hasRef { _ = try decodeRefs(vr) }
+            if keep {
+                attrs.append(
+                    XMLDocument.Attr(
+                        nameStart: Int32(n.lowerBound), nameEnd: Int32(n.upperBound), valueStart: Int32(vr.lowerBound),
+                        valueEnd: Int32(vr.upperBound), hasRef: hasRef))
             }
         }
     }
 
     func decodeRefs(_ r: Range<Int>) throws(XMLError) -> String {
+        do {
+            return try XMLParserCore.decodeRefs(buf, r)
+        } catch let e as RefError {
+            throw error(e.message, at: e.offset)
+        } catch {
+            throw self.error("invalid reference")
+        }
+    }
+
+    struct RefError: Error {
+        var message: String
+        var offset: Int
+    }
+
+    static func decodeRefs(_ buf: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) throws -> String {
+        func string(_ r: Range<Int>) -> String { String(decoding: UnsafeBufferPointer(rebasing: buf[r]), as: UTF8.self) }
         var out: [UInt8] = []
         out.reserveCapacity(r.count)
         var k = r.lowerBound
@@ -315,7 +476,7 @@ private struct Parser {
             }
             var e = k + 1
             while e < r.upperBound && buf[e] != SEMI { e += 1 }
-            guard e < r.upperBound else { throw error("unterminated entity reference", at: k) }
+            guard e < r.upperBound else { throw RefError(message: "unterminated entity reference", offset: k) }
             let ent = string((k + 1)..<e)
             switch ent {
             case "amp": out.append(AMP)
@@ -331,7 +492,7 @@ private struct Parser {
                     scalar = UInt32(ent.dropFirst(1), radix: 10)
                 }
                 guard let s = scalar, let u = Unicode.Scalar(s), s != 0 else {
-                    throw error("undefined entity '&\(ent);'", at: k)
+                    throw RefError(message: "undefined entity '&\(ent);'", offset: k)
                 }
                 out.append(contentsOf: Array(String(Character(u)).utf8))
             }
@@ -340,10 +501,10 @@ private struct Parser {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// Parses one element starting at `<`. Returns nil when the element is skipped.
+    /// Parses one element starting at `<`. Returns its node index, or -1 when the element is skipped.
     mutating func element(
         path: inout [String], mode parentMode: XMLKeep, keep: (_ path: [String]) -> XMLKeep, forceKeep: Bool = false
-    ) throws(XMLError) -> XMLElement? {
+    ) throws(XMLError) -> Int32 {
         i += 1  // '<'
         let nameRange = try name()
         // Decide whether to keep this element.
@@ -358,8 +519,16 @@ private struct Parser {
             if mode == .skip { path.removeLast() }
         }
         let kept = mode != .skip
-        let (attrs, selfClosing) = try attributes(decode: kept)
-        var node = kept ? XMLElement(name: string(nameRange), attributes: attrs) : nil
+        var node: Int32 = -1
+        if kept {
+            node = Int32(nodes.count)
+            nodes.append(
+                XMLDocument.Node(
+                    nameStart: Int32(nameRange.lowerBound), nameEnd: Int32(nameRange.upperBound),
+                    attrStart: Int32(attrs.count), attrCount: 0))
+        }
+        let selfClosing = try attributes(keep: kept)
+        if kept { nodes[Int(node)].attrCount = Int32(attrs.count) - nodes[Int(node)].attrStart }
         defer { if parentMode == .container && kept { path.removeLast() } }
         if selfClosing { return node }
         var text: [UInt8] = []
@@ -383,7 +552,8 @@ private struct Parser {
                     guard peek() == GT else { throw error("expected '>' in end tag") }
                     i += 1
                     if kept, text.contains(where: { !isSpace($0) }) {
-                        node?.text = String(decoding: text, as: UTF8.self)
+                        nodes[Int(node)].text = Int32(texts.count)
+                        texts.append(String(decoding: text, as: UTF8.self))
                     }
                     return node
                 } else if n == EXCL {
@@ -401,7 +571,15 @@ private struct Parser {
                     try skipPast("?>", what: "processing instruction")
                 } else {
                     let child = try element(path: &path, mode: mode, keep: keep)
-                    if let child { node?.children.append(child) }
+                    if child >= 0 && node >= 0 {
+                        let last = nodes[Int(node)].lastChild
+                        if last >= 0 {
+                            nodes[Int(last)].next = child
+                        } else {
+                            nodes[Int(node)].firstChild = child
+                        }
+                        nodes[Int(node)].lastChild = child
+                    }
                 }
             } else {
                 // Character data up to the next '<'.
