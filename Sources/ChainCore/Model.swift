@@ -467,6 +467,17 @@ public struct Inventory: Sendable, Codable, Hashable {
         return only
     }
 
+    /// Calls `body` with the key of every image that has more than one reference (in index order). Only such an
+    /// image can be shared by two chains, or named twice by one; the planner uses this to skip looking up the
+    /// others. Allocates nothing.
+    public func forEachKeyWithSeveralReferences(_ body: (String) -> Void) {
+        var i = index.startIndex
+        while i != index.endIndex {
+            if case .many = index.values[i] { body(index.keys[i]) }
+            index.formIndex(after: &i)
+        }
+    }
+
     public func domain(named name: String) -> Domain? { domains.first { $0.name == name } }
 }
 

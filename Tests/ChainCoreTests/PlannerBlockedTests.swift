@@ -105,17 +105,24 @@ struct PlannerBlockedTests {
     }
 
     @Test func blockDeviceIsNeverACommitTarget() {
-        // top is protected, so a must be committed into the base; the base is a raw logical volume.
+        // `/dev/vg0/base ← a ← m ← top`, maxDepth 3, top protected: top can neither receive a pull nor have its
+        // header rewritten by a commit of m, so a must be committed into the base (rewriting m's header); the base
+        // is a raw logical volume.
         var layers = deepChain()
-        layers[2] = PT.layer("/dev/vg0/base", format: "raw", clusters: [0..<64], kind: .block)
-        let policy = PT.policy(maxDepth: 2, protect: [path("top.qcow2")])
+        layers.insert(PT.layer(path("m.qcow2"), clusters: [10..<12]), at: 1)
+        layers[3] = PT.layer("/dev/vg0/base", format: "raw", clusters: [0..<64], kind: .block)
+        let policy = PT.policy(maxDepth: 3, protect: [path("top.qcow2")])
         let config = HostConfig(allowedRoots: [PT.root, "/dev/vg0"])
         expectBlocked(
             planOne(PT.domain("vm", disks: [PT.disk("vda", layers)]), policy: policy, config: config),
             .unsupportedSource, mentions: ["/dev/vg0/base"])
-        // Without the protection the block device is only read: pull a into top.
-        let fine = planOne(PT.domain("vm", disks: [PT.disk("vda", layers)]), config: config)
+        // Without the protection the block device is only read: pull into top.
+        let fine = planOne(
+            PT.domain("vm", disks: [PT.disk("vda", layers)]), policy: PT.policy(maxDepth: 3), config: config)
         #expect(fine.steps.map(\.action) == [.pull])
+        let three = Array(layers[0..<1] + layers[2...])
+        let fineThree = planOne(PT.domain("vm", disks: [PT.disk("vda", three)]), config: config)
+        #expect(fineThree.steps.map(\.action) == [.pull])
     }
 
     @Test func encrypted() {
@@ -153,10 +160,18 @@ struct PlannerBlockedTests {
         // Moving a protected active image is refused too.
         let move = PT.policy(protect: [path("top.qcow2")], activeDir: PT.root + "/fast")
         expectBlocked(planOne(PT.domain("vm", disks: [PT.disk("vda", layers)]), policy: move), .protectedActive)
-        // A protected active image does not stop a commit below it.
+        // A commit right below a protected active image would rewrite the backing reference in its header: refused.
+        expectBlocked(
+            planOne(
+                PT.domain("vm", disks: [PT.disk("vda", layers)]),
+                policy: PT.policy(maxDepth: 2, protect: [path("top.qcow2")])),
+            .protectedActive, mentions: ["top.qcow2"])
+        // A commit further down is fine: it rewrites the header of the (unprotected) image above it.
+        var deeper = layers
+        deeper.insert(PT.layer(path("m.qcow2"), clusters: [10..<12]), at: 1)
         let below = planOne(
-            PT.domain("vm", disks: [PT.disk("vda", layers)]),
-            policy: PT.policy(maxDepth: 2, protect: [path("top.qcow2")]))
+            PT.domain("vm", disks: [PT.disk("vda", deeper)]),
+            policy: PT.policy(maxDepth: 3, protect: [path("top.qcow2")]))
         #expect(below.steps.map(\.action) == [.commit])
         #expect(below.steps.first?.top == path("a.qcow2"))
     }

@@ -406,3 +406,127 @@ struct PlannerClassicTests {
         #expect(plan.disks.map(\.disk) == ["vda"])
     }
 }
+
+/// A commit of the gap below an image rewrites the backing reference in that image's header (libvirt live,
+/// `qemu-img rebase -u` offline): a protected or shared image is never the one right above a commit.
+@Suite("Planner header writes of commits")
+struct PlannerCommitHeaderTests {
+    /// `base ← a ← P ← top`: committing a (1 cluster) into base is the cheapest way to depth 3; pulling P into top
+    /// writes 10 clusters.
+    private func chain() -> [Layer] {
+        [
+            PT.layer(path("top.qcow2"), clusters: [0..<2]),
+            PT.layer(path("P.qcow2", "golden"), clusters: [2..<12]),
+            PT.layer(path("a.qcow2"), clusters: [12..<13]),
+            PT.layer(path("base.qcow2"), clusters: [0..<64]),
+        ]
+    }
+    private let golden = [PT.root + "/golden/*"]
+
+    @Test func protectedLayerIsNeverAboveACommitGap() {
+        for state in [DomainState.running, .shutoff] {
+            let layers = chain()
+            let domain = PT.domain("vm", state: state, disks: [PT.disk("vda", layers)])
+            // Without protection: commit a into base.
+            let free = PT.plan([domain], policy: PT.policy(maxDepth: 3))
+            #expect(free.steps.map(\.action) == [.commit])
+            #expect(free.steps.first?.top == path("a.qcow2"))
+            #expect(free.steps.first?.base == path("base.qcow2"))
+
+            // P protected: that commit would rewrite P's backing reference. P is pulled into top instead.
+            let plan = PT.plan([domain], policy: PT.policy(maxDepth: 3, protect: golden))
+            #expect(plan.blocked.isEmpty)
+            #expect(!plan.steps.contains { $0.action == .commit }, "\(plan.steps)")
+            #expect(plan.steps.map(\.action) == [.pull])
+            #expect(plan.steps.first?.top == path("top.qcow2"))
+            #expect(plan.steps.first?.base == path("a.qcow2"))
+            #expect(plan.steps.first?.estimatedBytes == 10 * cluster)
+            #expect(plan.diskPlan(for: "vm")?.after == [path("top.qcow2"), path("a.qcow2"), path("base.qcow2")])
+
+            // The exhaustive search agrees (its simulator refuses the commit too).
+            let sim = SimChain(chain: Chain(layers: layers), writable: [true, false, true, true])
+            let goal = Goal(policy: PT.policy(maxDepth: 3), original: layers.map { $0.source.path ?? "" })
+            #expect(BruteForce.optimum(sim, goal: goal) == BruteForce.Best(bytes: 10 * cluster, steps: 1))
+        }
+    }
+
+    @Test func blockedWhenNothingButThatCommitIsLeft() {
+        // top protected as well: it can neither receive the pull nor have its header rewritten by a commit below.
+        let layers = chain()
+        let domain = PT.domain("vm", disks: [PT.disk("vda", layers)])
+        let plan = PT.plan([domain], policy: PT.policy(maxDepth: 3, protect: golden + [path("top.qcow2")]))
+        #expect(plan.steps.isEmpty)
+        #expect(plan.blocked.map(\.code) == [.protectedActive])
+    }
+
+    @Test func theGapBelowAPulledProtectedLayerIsCommittedAfterThePull() {
+        // top must move to storage.activeDir and the chain keep 2 images. Cheapest: pull P into top (2 clusters),
+        // commit a into base (4), copy top (4) = 10 clusters; pulling a as well costs 6 + 8. Committing a first
+        // would rewrite protected P's header, so the commit comes after the pull, when top is above a.
+        let layers = [
+            PT.layer(path("top.qcow2"), clusters: [0..<2]),
+            PT.layer(path("P.qcow2", "golden"), clusters: [2..<4]),
+            PT.layer(path("a.qcow2"), clusters: [4..<8]),
+            PT.layer(path("base.qcow2"), clusters: [0..<64]),
+        ]
+        let fast = PT.root + "/fast"
+        let policy = PT.policy(maxDepth: 2, protect: golden, activeDir: fast)
+        let plan = PT.plan([PT.domain("vm", state: .shutoff, disks: [PT.disk("vda", layers)])], policy: policy)
+        #expect(plan.blocked.isEmpty)
+        #expect(plan.steps.map(\.action) == [.pull, .commit, .copy])
+        guard plan.steps.count == 3 else { return }
+        #expect(plan.steps[0].base == path("a.qcow2"))
+        #expect(plan.steps[1].top == path("a.qcow2"))
+        #expect(plan.steps[1].base == path("base.qcow2"))
+        #expect(plan.steps[1].expectBefore == [path("top.qcow2"), path("a.qcow2"), path("base.qcow2")])
+        #expect(plan.steps.map(\.estimatedBytes) == [2 * cluster, 4 * cluster, 4 * cluster])
+        // Every step applies to the simulated chain with P read-only, and the content is unchanged.
+        var sim = SimChain(chain: Chain(layers: layers), writable: [true, false, true, true])
+        let before = sim.resolve()
+        for step in plan.steps {
+            guard let next = ChainSimulator.apply(step, to: sim) else {
+                Issue.record("step \(step.action) does not apply to \(sim.paths)")
+                return
+            }
+            #expect(next.paths == step.expectAfter)
+            sim = next
+        }
+        #expect(sim.paths == [fast + "/top.qcow2", path("base.qcow2")])
+        #expect(sim.resolve() == before)
+        let goal = Goal(policy: policy, original: layers.map { $0.source.path ?? "" })
+        let start = SimChain(chain: Chain(layers: layers), writable: [true, false, true, true])
+        #expect(BruteForce.optimum(start, goal: goal) == BruteForce.Best(bytes: 10 * cluster, steps: 3))
+    }
+
+    @Test func simulatorRefusesACommitBelowAProtectedLayer() {
+        let layers = [
+            SimLayer(path: "/top", data: PT.extents([0..<2])),
+            SimLayer(path: "/P", data: PT.extents([2..<12]), writable: false),
+            SimLayer(path: "/a", data: PT.extents([12..<13])),
+            SimLayer(path: "/base", data: PT.extents([0..<64])),
+        ]
+        let chain = SimChain(layers: layers)
+        func step(_ action: StepAction, _ top: String?, _ base: String?) -> Step {
+            Step(
+                id: 1, host: "h", domain: "d", disk: "vda", action: action, mode: .live, top: top, base: base,
+                destination: nil, estimatedBytes: 0, reason: StepReason(rule: "", policy: "", location: ""))
+        }
+        // The commit of a into base would rewrite P's backing reference: refused.
+        #expect(ChainSimulator.apply(step(.commit, "/a", "/base"), to: chain) == nil)
+        // Once P is pulled into top, top is above a and the same commit applies.
+        guard let pulled = ChainSimulator.apply(step(.pull, "/top", "/a"), to: chain) else {
+            Issue.record("pull refused")
+            return
+        }
+        #expect(pulled.paths == ["/top", "/a", "/base"])
+        let committed = ChainSimulator.apply(step(.commit, "/a", "/base"), to: pulled)
+        #expect(committed?.paths == ["/top", "/base"])
+        #expect(committed?.resolve() == chain.resolve())
+        // A protected active image is written by a commit right below it as well.
+        var protectedTop = layers
+        protectedTop[0].writable = false
+        protectedTop[1].writable = true
+        #expect(ChainSimulator.apply(step(.commit, "/P", "/a"), to: SimChain(layers: protectedTop)) == nil)
+        #expect(ChainSimulator.apply(step(.commit, "/a", "/base"), to: SimChain(layers: protectedTop)) != nil)
+    }
+}

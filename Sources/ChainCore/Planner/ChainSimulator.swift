@@ -11,7 +11,7 @@ public struct SimLayer: Hashable, Sendable {
     /// Content identity: original image that wrote the data → the ranges of `data` holding it.
     public var origins: [String: ExtentSet]
     /// Neither protected nor effectively shared: may receive a commit or pull, be merged away by a commit, be
-    /// rebased or moved by a copy.
+    /// rebased or moved by a copy, be the image right above a commit (which rewrites its backing reference).
     public var writable: Bool
     /// Inside `HostConfig.allowedRoots`.
     public var inAllowedRoots: Bool
@@ -65,7 +65,8 @@ public struct SimChain: Hashable, Sendable {
 
 public enum ChainSimulator {
     /// The chain after `step`, or nil if the step does not apply (its expected chain differs, an image it names is
-    /// missing, or it would write, merge away or move an image that is not writable).
+    /// missing, or it would write, merge away or move an image that is not writable — a non-active commit writes the
+    /// header of the image above its top).
     public static func apply(_ step: Step, to chain: SimChain) -> SimChain? {
         transition(step, chain)?.chain
     }
@@ -114,6 +115,8 @@ public enum ChainSimulator {
                 let b = paths.firstIndex(of: basePath), t < b
             else { return nil }
             guard layers[b].isCommitTarget, layers[t..<b].allSatisfy(\.writable) else { return nil }
+            // A non-active commit rewrites the backing reference in the header of the image above `top`.
+            if t > 0 && !layers[t - 1].writable { return nil }
             let bytes = union(layers[t..<b]).byteCount
             let merged = merge(layers[t..<b], into: layers[b])
             var out = Array(layers[0..<t])

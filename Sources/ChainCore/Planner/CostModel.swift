@@ -13,11 +13,14 @@ public struct CostModel: Sendable, Hashable {
 
     public init(layers: [Layer]) {
         if layers.allSatisfy({ $0.allocation == nil }) {
-            var running: UInt64 = 0
-            var sums = [UInt64](repeating: 0, count: layers.count + 1)
-            for (i, layer) in layers.enumerated() {
-                running += layer.dataBytes ?? 0
-                sums[i + 1] = running
+            let sums = [UInt64](unsafeUninitializedCapacity: layers.count + 1) { buffer, count in
+                var running: UInt64 = 0
+                buffer[0] = 0
+                for i in layers.indices {
+                    running += layers[i].dataBytes ?? 0
+                    buffer[i + 1] = running
+                }
+                count = layers.count + 1
             }
             self.init(count: layers.count, table: [], sums: sums)
         } else {
@@ -131,6 +134,31 @@ public struct CostModel: Sendable, Hashable {
     /// |U(0...k)|: the data of the active image after everything down to `k` has been merged into it.
     @inline(__always)
     public func prefix(_ k: Int) -> UInt64 { union(0, k) }
+
+    /// Calls `body` with a view of the unions that reads raw memory (the solver's inner loops).
+    func withView<R>(_ body: (CostView) -> R) -> R {
+        if table.isEmpty {
+            return sums.withUnsafeBufferPointer { body(CostView(base: $0.baseAddress, count: count, sums: true)) }
+        }
+        return table.withUnsafeBufferPointer { body(CostView(base: $0.baseAddress, count: count, sums: false)) }
+    }
+}
+
+/// `CostModel.union` on raw memory; valid only inside `CostModel.withView`.
+struct CostView {
+    let base: UnsafePointer<UInt64>?
+    let count: Int
+    /// `base` holds prefix sums (every layer an estimate) rather than the |U(i...j)| table.
+    let sums: Bool
+
+    /// |U(i...j)| for 0 <= i <= j < count; 0 for i > j.
+    @inline(__always) func union(_ i: Int, _ j: Int) -> UInt64 {
+        if i > j { return 0 }
+        guard let base else { return 0 }
+        return sums ? base[j + 1] &- base[i] : base[i &* count &+ j]
+    }
+
+    @inline(__always) func prefix(_ k: Int) -> UInt64 { union(0, k) }
 }
 
 /// Start (+1) or end (-1) of one range of one layer, for the sweep.

@@ -41,16 +41,21 @@ public struct FNV1a64: Sendable {
     }
 
     /// 16 lower-case hex digits.
-    public var hex: String {
-        var out = [UInt8](repeating: 0, count: 16)
-        var x = value
-        for i in stride(from: 15, through: 0, by: -1) {
-            let digit = UInt8(x & 0xf)
-            out[i] = digit < 10 ? 0x30 + digit : 0x57 + digit
-            x >>= 4
+    public var hex: String { FNV1a64.hex(value) }
+
+    static func hex(_ value: UInt64) -> String {
+        String(unsafeUninitializedCapacity: 16) { out in
+            var x = value
+            for i in stride(from: 15, through: 0, by: -1) {
+                let digit = UInt8(x & 0xf)
+                out[i] = digit < 10 ? 0x30 + digit : 0x57 + digit
+                x >>= 4
+            }
+            return 16
         }
-        return String(decoding: out, as: UTF8.self)
     }
+
+    static let prime: UInt64 = 0x0000_0100_0000_01b3
 }
 
 /// Fingerprints of observed disks, so that `apply PLAN` can refuse a plan made against a different host state.
@@ -83,5 +88,175 @@ public enum Fingerprint {
     }
 
     /// The key under which `Plan.fingerprints` stores a disk's fingerprint.
-    public static func key(_ domain: Domain, _ disk: Disk) -> String { "\(domain.uuid)/\(disk.target)" }
+    public static func key(_ domain: Domain, _ disk: Disk) -> String {
+        var key = domain.uuid
+        key.reserveCapacity(domain.uuid.utf8.count + 1 + disk.target.utf8.count)
+        key += "/"
+        key += disk.target
+        return key
+    }
+
+    /// The FNV-1a state after the constant first field of `disk`.
+    private static let header: UInt64 = {
+        var h = FNV1a64()
+        h.string("virt-chain disk fingerprint v1")
+        return h.value
+    }()
+
+    /// `disk(domains[d], domains[d].disks[k])` for each (d, k) of `items`, in order. The bytes `disk` hashes are
+    /// laid out first, then hashed four disks side by side: FNV-1a is a chain of dependent multiplications, so four
+    /// independent chains in one loop run about four times as fast as one after another.
+    static func disks(_ items: [(domain: Int, disk: Int)], in domains: [Domain]) -> [String] {
+        var size = 0
+        for item in items { size += serializedSize(domains[item.domain], domains[item.domain].disks[item.disk]) }
+        let buffer = UnsafeMutablePointer<UInt8>.allocate(capacity: max(size, 1))
+        defer { buffer.deallocate() }
+        var ends: [Int] = []
+        ends.reserveCapacity(items.count)
+        var writer = ByteWriter(at: buffer)
+        for item in items {
+            serialize(domains[item.domain], domains[item.domain].disks[item.disk], into: &writer)
+            ends.append(writer.next - buffer)
+        }
+        assert(writer.next - buffer <= size)
+        let values = [UInt64](unsafeUninitializedCapacity: items.count) { out, count in
+            for i in 0..<items.count { out[i] = header }
+            hashSideBySide(buffer, ends, into: out)
+            count = items.count
+        }
+        return values.map(FNV1a64.hex)
+    }
+
+    /// FNV-1a (from `out[i]`) of `base[ends[i-1]..<ends[i]]` into `out[i]`, four inputs at a time.
+    private static func hashSideBySide(
+        _ base: UnsafePointer<UInt8>, _ ends: [Int], into out: UnsafeMutableBufferPointer<UInt64>
+    ) {
+        let p = FNV1a64.prime
+        let count = ends.count
+        var next = 0
+        // A lane: input index (-1 = idle), position, end, state.
+        func start(_ i: Int) -> (Int, Int, Int, UInt64) {
+            (i, i == 0 ? 0 : ends[i - 1], ends[i], out[i])
+        }
+        func refill(_ lane: inout (Int, Int, Int, UInt64)) {
+            if lane.0 >= 0 { out[lane.0] = lane.3 }
+            if next < count {
+                lane = start(next)
+                next += 1
+            } else {
+                lane = (-1, 0, 0, 0)
+            }
+        }
+        var l0 = (-1, 0, 0, UInt64(0))
+        var l1 = l0
+        var l2 = l0
+        var l3 = l0
+        refill(&l0)
+        refill(&l1)
+        refill(&l2)
+        refill(&l3)
+        while l0.0 >= 0 && l1.0 >= 0 && l2.0 >= 0 && l3.0 >= 0 {
+            let run = min(l0.2 - l0.1, l1.2 - l1.1, l2.2 - l2.1, l3.2 - l3.1)
+            var (h0, h1, h2, h3) = (l0.3, l1.3, l2.3, l3.3)
+            let (b0, b1, b2, b3) = (base + l0.1, base + l1.1, base + l2.1, base + l3.1)
+            for k in 0..<run {
+                h0 = (h0 ^ UInt64(b0[k])) &* p
+                h1 = (h1 ^ UInt64(b1[k])) &* p
+                h2 = (h2 ^ UInt64(b2[k])) &* p
+                h3 = (h3 ^ UInt64(b3[k])) &* p
+            }
+            (l0.3, l1.3, l2.3, l3.3) = (h0, h1, h2, h3)
+            l0.1 += run
+            l1.1 += run
+            l2.1 += run
+            l3.1 += run
+            if l0.1 == l0.2 { refill(&l0) }
+            if l1.1 == l1.2 { refill(&l1) }
+            if l2.1 == l2.2 { refill(&l2) }
+            if l3.1 == l3.2 { refill(&l3) }
+        }
+        // Fewer than four inputs left: one at a time.
+        for var lane in [l0, l1, l2, l3] where lane.0 >= 0 {
+            while true {
+                var hv = lane.3
+                for k in lane.1..<lane.2 { hv = (hv ^ UInt64(base[k])) &* p }
+                lane.3 = hv
+                lane.1 = lane.2
+                refill(&lane)
+                if lane.0 < 0 { break }
+            }
+        }
+    }
+
+    /// Writes bytes into memory its owner sized beforehand.
+    struct ByteWriter {
+        var next: UnsafeMutablePointer<UInt8>
+
+        init(at start: UnsafeMutablePointer<UInt8>) { next = start }
+
+        @inline(__always) mutating func byte(_ b: UInt8) {
+            next.pointee = b
+            next += 1
+        }
+
+        @inline(__always) mutating func integer(_ v: UInt64) {
+            UnsafeMutableRawPointer(next).storeBytes(of: v.littleEndian, as: UInt64.self)
+            next += 8
+        }
+
+        @inline(__always) mutating func string(_ text: String) {
+            var text = text
+            text.withUTF8 { bytes in
+                integer(UInt64(bytes.count))
+                if let base = bytes.baseAddress { next.update(from: base, count: bytes.count) }
+                next += bytes.count
+            }
+        }
+
+        @inline(__always) mutating func optional(_ v: UInt64?) {
+            if let v {
+                byte(1)
+                integer(v)
+            } else {
+                byte(0)
+            }
+        }
+    }
+
+    /// How many bytes `serialize` writes for `disk`.
+    private static func serializedSize(_ domain: Domain, _ disk: Disk) -> Int {
+        var size = 3 * 8 + domain.uuid.utf8.count + disk.target.utf8.count + domain.state.rawValue.utf8.count
+        if let chain = disk.chain {
+            size += 8
+            for i in chain.layers.indices {
+                size += 8 + (chain.layers[i].source.path ?? chain.layers[i].source.key).utf8.count
+                size += 8 + (chain.layers[i].format?.utf8.count ?? 0) + 1 + 4 * 9
+            }
+        } else {
+            size += 8 + 8
+        }
+        return size
+    }
+
+    /// Writes the bytes `disk` feeds FNV-1a after its constant first field.
+    private static func serialize(_ domain: Domain, _ disk: Disk, into out: inout ByteWriter) {
+        out.string(domain.uuid)
+        out.string(disk.target)
+        out.string(domain.state.rawValue)
+        if let chain = disk.chain {
+            let layers = chain.layers
+            out.integer(UInt64(layers.count))
+            for i in layers.indices {
+                out.string(layers[i].source.path ?? layers[i].source.key)
+                out.string(layers[i].format ?? "")
+                out.byte(layers[i].format == nil ? 0 : 1)
+                out.optional(layers[i].fileSize)
+                out.optional(layers[i].mtime.map { $0.bitPattern })
+                out.optional(layers[i].virtualSize)
+                out.optional(layers[i].dataBytes)
+            }
+        } else {
+            out.string("no-chain")
+        }
+    }
 }

@@ -1,101 +1,334 @@
 // Planning one disk: checks, the shape optimisation, safety checks on the chosen steps, and the steps themselves.
 
-/// What a plan computes once and every disk uses.
-struct PlanContext: Sendable {
+/// What a plan computes once and every disk uses; read-only, shared by the planning threads.
+final class PlanContext: @unchecked Sendable {
+    let inventory: Inventory
+    let config: HostConfig
+    let freeSpace: [String: UInt64]
     let roots: AllowedRoots
-    /// nil: consult the reverse index for every layer.
-    let shared: SharedKeyFilter?
+    /// nil: look every layer up in the reference index.
+    let filter: ReferenceFilter?
+
+    init(inventory: Inventory, config: HostConfig, freeSpace: [String: UInt64], filter: ReferenceFilter? = nil) {
+        self.inventory = inventory
+        self.config = config
+        self.freeSpace = freeSpace
+        self.filter = filter
+        roots = AllowedRoots(config)
+    }
+
+    deinit {
+        roots.free()
+        filter?.free()
+    }
 }
 
-/// A small bit filter over the images with more than one reference. A layer of a disk's chain can be shared (or
-/// named twice by that chain) only if its index entry holds several references, so layers the filter rules out
-/// need no index lookup (which hashes the whole path). Built once per plan from the index; false positives only
-/// cost a lookup.
-struct SharedKeyFilter: Sendable {
-    private var bits: [UInt64]
-    private let mask: Int
+/// The images with more than one reference, as a bit filter over a hash of their keys' bytes (false positives,
+/// never false negatives). A layer the filter rules out has exactly one reference, its own chain's: it is neither
+/// shared nor named twice, and needs no index lookup (which hashes the whole path and misses the cache three times).
+/// Trivially copyable; call `free()` when done.
+struct ReferenceFilter: @unchecked Sendable {
+    private let bits: UnsafeMutablePointer<UInt64>
+    private let mask: UInt64
 
-    init(_ view: Inventory.ReferenceView) {
-        var multi = 0
-        for (_, list) in view.index {
-            if case .many = list { multi += 1 }
-        }
+    init(_ inventory: Inventory) {
+        var hashes: [UInt64] = []
+        inventory.forEachKeyWithSeveralReferences { key in hashes.append(PlanBytes.withBytes(key, PlanBytes.hash)) }
         var size = 1 << 12
-        while size < multi * 16 && size < 1 << 24 { size <<= 1 }
-        bits = [UInt64](repeating: 0, count: size / 64)
-        mask = size - 1
-        for (key, list) in view.index {
-            guard case .many = list else { continue }
-            let h = SharedKeyFilter.quickHash(key) & mask
-            bits[h >> 6] |= 1 << UInt64(h & 63)
+        while size < hashes.count * 64 && size < 1 << 26 { size <<= 1 }
+        let words = size / 64
+        bits = .allocate(capacity: words)
+        bits.initialize(repeating: 0, count: words)
+        mask = UInt64(size - 1)
+        for h in hashes {
+            let bit = h & mask
+            bits[Int(bit >> 6)] |= 1 << (bit & 63)
         }
     }
 
-    func mayContain(_ key: String) -> Bool {
-        let h = SharedKeyFilter.quickHash(key) & mask
-        return bits[h >> 6] & (1 << UInt64(h & 63)) != 0
-    }
+    func free() { bits.deallocate() }
 
-    /// Length and the last 16 bytes (where image paths differ), mixed.
-    static func quickHash(_ key: String) -> Int {
-        var key = key
-        let h: UInt64 = key.withUTF8 { bytes in
-            let n = bytes.count
-            var h = UInt64(n) &* 0x9e37_79b9_7f4a_7c15
-            if n >= 16 {
-                let raw = UnsafeRawBufferPointer(bytes)
-                h ^= raw.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
-                h = (h ^ (h >> 31)) &* 0xff51_afd7_ed55_8ccd
-                h ^= raw.loadUnaligned(fromByteOffset: n - 16, as: UInt64.self)
-            } else {
-                for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-            }
-            h = (h ^ (h >> 33)) &* 0xc4ce_b9fe_1a85_ec53
-            return h ^ (h >> 29)
-        }
-        return Int(truncatingIfNeeded: h)
+    /// Whether the image whose key has the hash `hash` (`PlanBytes.hash`) may have several references.
+    @inline(__always) func mayHaveSeveral(_ hash: UInt64) -> Bool {
+        let bit = hash & mask
+        return bits[Int(bit >> 6)] & (1 << (bit & 63)) != 0
     }
 }
 
-/// `HostConfig.allows(path:)` with the roots normalised once per plan.
-struct AllowedRoots: Sendable {
-    let prefixes: [String]
-    let exact: [String]
+/// What a plan computes once per policy: the protect matcher, the normalised storage.activeDir and the texts its
+/// steps share (one string for every step of every disk the policy governs, instead of one per step).
+final class PolicyContext: @unchecked Sendable {
+    let policy: Policy
+    let protect: ProtectMatcher
+    let activeDir: String?
+    /// `FILE:LINE` of the policy.
+    let location: String
+    /// `depth N > maxDepth M` for N = maxDepth+1 … maxDepth+32.
+    private let depthRules: [String]
+    /// `active image not in storage.activeDir DIR`
+    let activeDirRule: String
+
+    /// Whether `activeDir` lies inside the allowed roots (true when there is none).
+    let activeDirAllowed: Bool
+
+    init(_ policy: Policy, roots: AllowedRoots) {
+        self.policy = policy
+        protect = ProtectMatcher(policy.protect)
+        activeDir = policy.activeDir.map(PlanPath.normalizedDir)
+        activeDirAllowed = activeDir.map { roots.allows($0) } ?? true
+        location = policy.location.fileLine
+        if let maxDepth = policy.effectiveMaxDepth {
+            depthRules = (maxDepth + 1...maxDepth + 32).map { "depth \($0) > maxDepth \(maxDepth)" }
+        } else {
+            depthRules = []
+        }
+        activeDirRule = "active image not in storage.activeDir \(activeDir ?? "")"
+    }
+
+    deinit { protect.free() }
+
+    /// `depth n > maxDepth M` (n > M).
+    func depthRule(_ n: Int, maxDepth: Int) -> String {
+        let k = n - maxDepth - 1
+        if k >= 0 && k < depthRules.count { return depthRules[k] }
+        return "depth \(n) > maxDepth \(maxDepth)"
+    }
+}
+
+/// UTF-8 bytes in memory that the owner frees: trivially copyable, so the planning threads read them without
+/// reference counting (they would contend on the counts of shared strings).
+struct RawBytes: @unchecked Sendable {
+    let base: UnsafeMutablePointer<UInt8>
+    let count: Int
+
+    init(_ s: String) {
+        let bytes = Array(s.utf8)
+        count = bytes.count
+        base = .allocate(capacity: max(count, 1))
+        base.initialize(from: bytes, count: count)
+    }
+
+    func free() { base.deallocate() }
+
+    /// The bytes as a String (for the rare slow paths).
+    var string: String { String(decoding: UnsafeBufferPointer(start: base, count: count), as: UTF8.self) }
+
+    /// Whether `bytes` starts with these bytes.
+    @inline(__always) func isPrefix(of bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.count >= count && PlanBytes.equalBytes(bytes.baseAddress, UnsafePointer(base), count)
+    }
+
+    /// Whether `bytes` equals these bytes.
+    @inline(__always) func equals(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        bytes.count == count && PlanBytes.equalBytes(bytes.baseAddress, UnsafePointer(base), count)
+    }
+}
+
+/// `HostConfig.allows(path:)` with the roots normalised once per plan. Trivially copyable (no reference counting
+/// when the planning threads use it); call `free()` when done.
+struct AllowedRoots: @unchecked Sendable {
+    /// Each root without trailing slashes (`exact`) and with one (`prefix`; `/` stays `/`).
+    private let raw: UnsafeMutableBufferPointer<(exact: RawBytes, prefix: RawBytes)>
+    /// Whether every root is ASCII (then ASCII paths are compared byte by byte).
+    private let ascii: Bool
 
     init(_ config: HostConfig) {
-        exact = config.allowedRoots.map { root in
+        let exact = config.allowedRoots.map { root in
             var r = Substring(root)
             while r.count > 1 && r.hasSuffix("/") { r = r.dropLast() }
             return String(r)
         }
-        prefixes = exact.map { $0 == "/" ? "/" : $0 + "/" }
+        raw = .allocate(capacity: exact.count)
+        for (k, root) in exact.enumerated() {
+            (raw.baseAddress! + k).initialize(to: (RawBytes(root), RawBytes(root == "/" ? "/" : root + "/")))
+        }
+        ascii = exact.allSatisfy { PlanBytes.isASCII($0) }
+    }
+
+    func free() {
+        for entry in raw {
+            entry.exact.free()
+            entry.prefix.free()
+        }
+        raw.deallocate()
     }
 
     func allows(_ path: String) -> Bool {
-        for (root, prefix) in zip(exact, prefixes) where path == root || path.hasPrefix(prefix) { return true }
+        PlanBytes.withBytes(path) { allows(bytes: $0, path: path) }
+    }
+
+    /// `allows(path)`, given the UTF-8 of `path`.
+    func allows(bytes: UnsafeBufferPointer<UInt8>, path: String) -> Bool {
+        // For ASCII strings String's == and hasPrefix (Character-wise, canonical equivalence) are byte comparisons
+        // (every prefix ends with `/`, so no grapheme spans its end).
+        if ascii && PlanBytes.isASCII(bytes) {
+            for entry in raw where entry.exact.equals(bytes) || entry.prefix.isPrefix(of: bytes) { return true }
+            return false
+        }
+        for entry in raw where path == entry.exact.string || path.hasPrefix(entry.prefix.string) { return true }
         return false
     }
 }
 
-/// `Policy.protects(path:)` with a cheap pre-check: a glob can only match paths that start with its literal prefix
-/// (the text before its first `*`, `?`, `[` or `\\`).
-struct ProtectMatcher {
-    struct Entry {
-        var pattern: String
-        var prefix: String
+/// `Policy.protects(path:)` (`Glob.match` in path mode, on UTF-8 bytes) with a cheap pre-check: a glob can only match
+/// paths that start with its literal prefix (the bytes before its first `*`, `?`, `[` or `\\`). The common globs —
+/// a literal path, or a literal prefix followed by stars only — are decided without running the matcher.
+/// Trivially copyable; call `free()` when done.
+struct ProtectMatcher: @unchecked Sendable {
+    enum Shape {
+        /// No special character: the path must equal the pattern.
+        case literal
+        /// Prefix, then only `*`s: one `*` does not cross `/`, two or more do.
+        case prefixStar(crossesSlash: Bool)
+        /// Anything else: `Glob.match`.
+        case general
     }
-    let entries: [Entry]
+    struct Entry {
+        var prefix: RawBytes
+        var pattern: RawBytes
+        var shape: Shape
+    }
+    private let entries: UnsafeMutableBufferPointer<Entry>
 
     init(_ globs: [String]) {
-        entries = globs.map { glob in
-            let cut = glob.utf8.firstIndex { $0 == 0x2a || $0 == 0x3f || $0 == 0x5b || $0 == 0x5c }  // * ? [ \\
-            return Entry(pattern: glob, prefix: cut.map { String(glob[..<$0]) } ?? glob)
+        entries = .allocate(capacity: globs.count)
+        for (k, glob) in globs.enumerated() {
+            let bytes = Array(glob.utf8)
+            let special: (UInt8) -> Bool = { $0 == 0x2a || $0 == 0x3f || $0 == 0x5b || $0 == 0x5c }  // * ? [ \\
+            let shape: Shape
+            var prefix = glob
+            if let cut = bytes.firstIndex(where: special) {
+                prefix = String(decoding: bytes[..<cut], as: UTF8.self)
+                let rest = bytes[cut...]
+                shape = rest.allSatisfy { $0 == 0x2a } ? .prefixStar(crossesSlash: rest.count >= 2) : .general
+            } else {
+                shape = .literal
+            }
+            (entries.baseAddress! + k).initialize(
+                to: Entry(prefix: RawBytes(prefix), pattern: RawBytes(glob), shape: shape))
         }
     }
 
+    func free() {
+        for entry in entries {
+            entry.prefix.free()
+            entry.pattern.free()
+        }
+        entries.deallocate()
+    }
+
     func matches(_ path: String) -> Bool {
-        for entry in entries where path.hasPrefix(entry.prefix) {
-            if Glob.match(entry.pattern, path, pathMode: true) { return true }
+        PlanBytes.withBytes(path) { matches(bytes: $0, path: path) }
+    }
+
+    /// `matches(path)`, given the UTF-8 of `path`.
+    func matches(bytes: UnsafeBufferPointer<UInt8>, path: String) -> Bool {
+        for entry in entries where entry.prefix.isPrefix(of: bytes) {
+            switch entry.shape {
+            case .literal:
+                if bytes.count == entry.prefix.count { return true }
+            case .prefixStar(let crossesSlash):
+                if crossesSlash || !PlanBytes.containsSlash(bytes, from: entry.prefix.count) { return true }
+            case .general:
+                if Glob.match(entry.pattern.string, path, pathMode: true) { return true }
+            }
+        }
+        return false
+    }
+}
+
+/// Byte-level string helpers for the hot path (no allocation, no Character iteration).
+enum PlanBytes {
+    @inline(__always) static func withBytes<R>(_ s: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let r = s.utf8.withContiguousStorageIfAvailable(body) { return r }
+        let copy = Array(s.utf8)
+        return copy.withUnsafeBufferPointer(body)
+    }
+
+    /// Whether the UTF-8 of `s` starts with that of `prefix`.
+    static func hasPrefix(_ s: String, _ prefix: String) -> Bool {
+        let m = prefix.utf8.count
+        guard s.utf8.count >= m else { return false }
+        return withBytes(s) { sb in withBytes(prefix) { pb in equalBytes(sb.baseAddress, pb.baseAddress, m) } }
+    }
+
+    /// Whether `a` and `b` have the same UTF-8.
+    static func equal(_ a: String, _ b: String) -> Bool {
+        let m = a.utf8.count
+        guard b.utf8.count == m else { return false }
+        return withBytes(a) { ab in withBytes(b) { bb in equalBytes(ab.baseAddress, bb.baseAddress, m) } }
+    }
+
+    @inline(__always) static func equalBytes(_ a: UnsafePointer<UInt8>?, _ b: UnsafePointer<UInt8>?, _ m: Int) -> Bool {
+        guard m > 0 else { return true }
+        guard let a, let b else { return false }
+        let ra = UnsafeRawPointer(a)
+        let rb = UnsafeRawPointer(b)
+        var i = 0
+        while i + 8 <= m {
+            if ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            {
+                return false
+            }
+            i += 8
+        }
+        while i < m {
+            if a[i] != b[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Whether every byte of `s` is ASCII.
+    static func isASCII(_ s: String) -> Bool { withBytes(s) { isASCII($0) } }
+
+    /// A 64-bit hash of the bytes (for `ReferenceFilter`; not for anything stored).
+    @inline(__always) static func hash(_ b: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        let n = b.count
+        var h = UInt64(truncatingIfNeeded: n) &* 0x9e37_79b9_7f4a_7c15
+        guard let base = b.baseAddress else { return h }
+        let raw = UnsafeRawPointer(base)
+        var i = 0
+        while i + 8 <= n {
+            h = (h ^ raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0xff51_afd7_ed55_8ccd
+            h ^= h >> 29
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            tail |= UInt64(base[i]) << shift
+            shift += 8
+            i += 1
+        }
+        h = (h ^ tail) &* 0xc4ce_b9fe_1a85_ec53
+        return h ^ (h >> 32)
+    }
+
+    /// Whether every byte is ASCII.
+    @inline(__always) static func isASCII(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        let n = b.count
+        guard let base = b.baseAddress else { return true }
+        let raw = UnsafeRawPointer(base)
+        var i = 0
+        var acc: UInt64 = 0
+        while i + 8 <= n {
+            acc |= raw.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < n {
+            acc |= UInt64(base[i])
+            i += 1
+        }
+        return acc & 0x8080_8080_8080_8080 == 0
+    }
+
+    /// Whether there is a `/` at or after byte offset `from`.
+    @inline(__always) static func containsSlash(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Bool {
+        var i = from
+        while i < b.count {
+            if b[i] == 0x2f { return true }
+            i += 1
         }
         return false
     }
@@ -114,58 +347,68 @@ struct PlannedWrite {
     var what: String
 }
 
-/// What each layer of a disk's chain may undergo.
+/// What each layer of a disk's chain may undergo (sets of positions).
 struct LayerAnalysis {
     /// Matched by a `protect` glob of the policy.
-    var protected: [Bool]
+    var protected: PositionSet
     /// Has a reference other than this disk's chain (another chain, or a snapshot's saved state); only the first
     /// such layer is marked (everything below it is effectively shared anyway).
-    var directlyShared: [Bool]
+    var directlyShared: PositionSet
     /// Directly shared, or below a directly shared layer (whoever references it needs its whole backing chain).
-    var effectivelyShared: [Bool]
+    var effectivelyShared: PositionSet
     /// Neither protected nor effectively shared.
-    var writable: [Bool]
+    var writable: PositionSet
     /// A writable local image inside `HostConfig.allowedRoots` (false for every layer that is not writable).
-    var inRoots: [Bool]
+    var inRoots: PositionSet
     /// Whether a copy of position i to storage.activeDir may use its destination; optimistic (true) until the
     /// solver picks a copy and the destination is found taken.
-    var destinationFree: [Bool]
+    var destinationFree: PositionSet
     /// A layer the chain names twice (seen in the reverse index above the first shared layer).
     var loop: String?
+    /// Layers that are files.
+    var files: PositionSet
+    /// As the final active image, the layer is not in storage.activeDir and must be copied there.
+    var needsCopy: PositionSet
 }
 
 struct DiskPlanner {
     let domain: Domain
     let disk: Disk
     let chain: Chain
-    let policy: Policy
-    let inventory: Inventory
-    let config: HostConfig
-    let freeSpace: [String: UInt64]
-    let roots: AllowedRoots
-    let shared: SharedKeyFilter?
+    // The plan-wide and per-policy contexts outlive every DiskPlanner (the caller keeps them alive), so they are
+    // held without reference counting: the threads planning disks do not contend on their counts.
+    unowned(unsafe) let context: PlanContext
+    unowned(unsafe) let policyContext: PolicyContext
+    unowned(unsafe) let scratch: SolverScratch
     let layers: [Layer]
     let paths: [String]
-    let activeDir: String?
     var blocked: [Blocked] = []
 
     init(
-        domain: Domain, disk: Disk, chain: Chain, policy: Policy, inventory: Inventory, config: HostConfig,
-        freeSpace: [String: UInt64], context: PlanContext
+        domain: Domain, disk: Disk, chain: Chain, context: PlanContext, policy: PolicyContext, scratch: SolverScratch
     ) {
-        self.roots = context.roots
-        self.shared = context.shared
+        self.context = context
+        self.policyContext = policy
+        self.scratch = scratch
         self.domain = domain
         self.disk = disk
         self.chain = chain
-        self.policy = policy
-        self.inventory = inventory
-        self.config = config
-        self.freeSpace = freeSpace
         self.layers = chain.layers
-        self.paths = chain.layers.map { $0.source.path ?? $0.key }
-        self.activeDir = policy.activeDir.map(PlanPath.normalizedDir)
+        let layers = chain.layers
+        self.paths = Array(unsafeUninitializedCapacity: layers.count) { buffer, count in
+            for i in layers.indices {
+                (buffer.baseAddress! + i).initialize(to: layers[i].source.path ?? layers[i].key)
+            }
+            count = layers.count
+        }
     }
+
+    var policy: Policy { _read { yield policyContext.policy } }
+    var inventory: Inventory { _read { yield context.inventory } }
+    var config: HostConfig { _read { yield context.config } }
+    var freeSpace: [String: UInt64] { _read { yield context.freeSpace } }
+    var roots: AllowedRoots { _read { yield context.roots } }
+    var activeDir: String? { _read { yield policyContext.activeDir } }
 
     var n: Int { layers.count }
     /// `ImageSource.isLocal` of layer i, without copying the source.
@@ -201,7 +444,7 @@ struct DiskPlanner {
             blockChainProblems()
             return .blocked(blocked)
         }
-        if let activeDir, !roots.allows(activeDir) {
+        if let activeDir, !policyContext.activeDirAllowed {
             block(
                 .outsideAllowedRoots,
                 "\(name): storage.activeDir \(activeDir) of \(policyRef) is outside the allowed roots "
@@ -231,18 +474,14 @@ struct DiskPlanner {
             if let solution { checkSolution(solution, a, c) }
         }
 
-        let survivors = solution?.survivors ?? Array(0..<n)
-        let copy = solution?.copy
         var rebases: [RebasePair] = []
-        if domain.state == .shutoff && copy != .full && survivors.count >= 2 {
-            let pulledThrough = solution?.pulledThrough ?? survivors[0]
-            for index in 0..<(survivors.count - 1) {
-                let upper = survivors[index]
-                let lower = survivors[index + 1]
-                // Pairs rewritten by a commit, pull or copy get their backing format recorded by that step.
-                guard lower == upper + 1, !layers[lower].formatRecorded else { continue }
-                if index == 0 && (copy != nil || pulledThrough > upper) { continue }
-                rebases.append(RebasePair(upper: upper, lower: lower))
+        if domain.state == .shutoff {
+            if let solution {
+                rebases = rebasePairs(
+                    count: solution.survivors.count, survivor: { solution.survivors[$0] },
+                    pulledThrough: solution.pulledThrough, copy: solution.copy)
+            } else {
+                rebases = rebasePairs(count: n, survivor: { $0 }, pulledThrough: 0, copy: nil)
             }
         }
         if !rebases.isEmpty {
@@ -252,6 +491,21 @@ struct DiskPlanner {
         }
         if !blocked.isEmpty { return .blocked(blocked) }
         return .planned(buildChange(solution: solution, costs: costs, rebases: rebases, analysis: analysis))
+    }
+
+    /// Adjacent surviving pairs (upper above lower) whose lower format is not recorded in upper and that no step
+    /// rewrites (a commit, pull or copy records the backing format of the pair it rewrites).
+    func rebasePairs(count: Int, survivor: (Int) -> Int, pulledThrough: Int, copy: CopyKind?) -> [RebasePair] {
+        var rebases: [RebasePair] = []
+        guard copy != .full && count >= 2 else { return rebases }
+        for index in 0..<(count - 1) {
+            let upper = survivor(index)
+            let lower = survivor(index + 1)
+            guard lower == upper + 1, !layers[lower].formatRecorded else { continue }
+            if index == 0 && (copy != nil || pulledThrough > upper) { continue }
+            rebases.append(RebasePair(upper: upper, lower: lower))
+        }
+        return rebases
     }
 
     // MARK: - Chain problems
@@ -295,93 +549,120 @@ struct DiskPlanner {
     /// Whether nothing uses the copy destination of position i yet.
     func isDestinationFree(_ i: Int) -> Bool {
         guard let dest = destination(i) else { return false }
-        return inventory.references(of: dest).isEmpty && !paths.contains(dest)
+        var referenced = false
+        inventory.forEachReference(of: dest) { _ in
+            referenced = true
+            return false
+        }
+        return !referenced && !paths.contains(dest)
     }
 
     /// Whether the image `key` has a reference other than this disk's chain (another chain, or a snapshot's saved
-    /// state). Reads the reference index without materialising arrays (hot path: one lookup per layer).
-    /// (foreign: the image has a reference other than this disk's chain — another chain, or a snapshot's saved
-    /// state; twice: this chain names it twice, a loop the prober did not report). Stops at the first foreign
-    /// reference: a shared image is never written, and golden bases have hundreds of references.
-    func referenceState(_ key: String, in index: Inventory.ReferenceView) -> (foreign: Bool, twice: Bool) {
-        switch index.index[key] {
-        case nil:
-            return (false, false)
-        case .one(let ref):
-            return (isForeign(ref), false)
-        case .many(let refs):
-            var own = 0
-            for k in refs.indices {
-                if isForeign(refs[k]) { return (true, own >= 2) }
-                if case .chain = refs[k].kind { own += 1 }
+    /// state), and whether this chain names it twice (a loop the prober did not report). Reads the reference index
+    /// without materialising arrays (hot path: one lookup per layer), and stops at the first foreign reference: a
+    /// shared image is never written, and golden bases have hundreds of references.
+    func referenceState(_ key: String) -> (foreign: Bool, twice: Bool) {
+        var foreign = false
+        var own = 0
+        let domainName = domain.name
+        let target = disk.target
+        inventory.forEachReference(of: key) { ref in
+            switch ref.kind {
+            case .chain:
+                if ref.disk != target || ref.domain != domainName {
+                    foreign = true
+                    return false
+                }
+                own += 1
+            case .snapshotState:
+                foreign = true
+                return false
+            case .snapshotOverlay:
+                break
             }
-            return (false, own >= 2)
+            return true
         }
-    }
-
-    @inline(__always) func isForeign(_ ref: ImageReference) -> Bool {
-        switch ref.kind {
-        case .chain: return ref.disk != disk.target || ref.domain != domain.name
-        case .snapshotState: return true
-        case .snapshotOverlay: return false
-        }
+        return (foreign, own >= 2)
     }
 
     func analyze() -> LayerAnalysis {
-        var protected = [Bool](repeating: false, count: n)
-        var direct = [Bool](repeating: false, count: n)
-        var effective = [Bool](repeating: false, count: n)
-        var writable = [Bool](repeating: false, count: n)
-        var inRoots = [Bool](repeating: false, count: n)
-        let destinationFree = [Bool](repeating: activeDir != nil, count: n)
+        var protected = PositionSet()
+        var direct = PositionSet()
+        var effective = PositionSet()
+        var writable = PositionSet()
+        var inRoots = PositionSet()
+        let destinationFree = PositionSet(count: n, all: activeDir != nil)
         var shared = false
-        let protect = ProtectMatcher(policy.protect)
-        let index = inventory.references
         var loop: String?
+        let filter = context.filter
         for i in 0..<n {
-            protected[i] = protect.matches(paths[i])
-            // Below a shared layer everything is shared; the index is consulted only until then.
-            if !shared, self.shared?.mayContain(key(i)) ?? true {
-                let state = referenceState(key(i), in: index)
-                direct[i] = state.foreign
+            let path = paths[i]
+            let local = isLocal(i)
+            let (isProtected, inside, pathHash) = PlanBytes.withBytes(path) { bytes in
+                (
+                    policyContext.protect.matches(bytes: bytes, path: path),
+                    context.roots.allows(bytes: bytes, path: path),
+                    local && filter != nil && !shared ? PlanBytes.hash(bytes) : 0
+                )
+            }
+            protected[i] = isProtected
+            // Below a shared layer everything is shared; the index is consulted only until then, and only for
+            // images the filter does not rule out.
+            if !shared {
+                var state = (foreign: false, twice: false)
+                if let filter {
+                    let keyHash = local ? pathHash : PlanBytes.withBytes(key(i), PlanBytes.hash)
+                    if filter.mayHaveSeveral(keyHash) { state = referenceState(key(i)) }
+                } else {
+                    state = referenceState(key(i))
+                }
+                if state.foreign {
+                    direct[i] = true
+                    shared = true
+                }
                 if state.twice && loop == nil { loop = paths[i] }
             }
-            shared = shared || direct[i]
             effective[i] = shared
-            writable[i] = !protected[i] && !shared
-            // Only writable layers can be written, so only they need the (string) check.
-            inRoots[i] = writable[i] && isLocal(i) && roots.allows(paths[i])
+            let isWritable = !isProtected && !shared
+            writable[i] = isWritable
+            inRoots[i] = isWritable && isLocal(i) && inside
+        }
+        var files = PositionSet()
+        var needs = PositionSet()
+        let checkCopy = activeDir != nil
+        for i in 0..<n {
+            files[i] = layers[i].source.kind == .file
+            if checkCopy { needs[i] = needsCopy(i) }
         }
         return LayerAnalysis(
             protected: protected, directlyShared: direct, effectivelyShared: effective, writable: writable,
-            inRoots: inRoots, destinationFree: destinationFree, loop: loop)
+            inRoots: inRoots, destinationFree: destinationFree, loop: loop, files: files, needsCopy: needs)
     }
 
     /// The shape problem. `strict` applies allowed roots and source kinds; `relaxActive` pretends a protected
     /// active image is writable; `relaxDestination` pretends copy destinations are free (both for diagnosis only).
     func problem(_ a: LayerAnalysis, strict: Bool, relaxActive: Bool = false, relaxDestination: Bool = false)
-        -> ShapeProblem
+        -> ShapeMasks
     {
         var w = a.writable
         if relaxActive && !a.effectivelyShared[0] { w[0] = true }
         var commitTarget = w
         var pullTarget = w
         var canCopy = w
-        var needs = [Bool](repeating: false, count: n)
-        for i in 0..<n {
-            let kind = layers[i].source.kind
-            if strict {
-                commitTarget[i] = w[i] && a.inRoots[i] && kind == .file
-                pullTarget[i] = w[i] && a.inRoots[i]
-                canCopy[i] = w[i] && kind == .file
-            }
-            needs[i] = needsCopy(i)
-            canCopy[i] = canCopy[i] && (relaxDestination || a.destinationFree[i])
+        if strict {
+            commitTarget = w & a.inRoots & a.files
+            pullTarget = w & a.inRoots
+            canCopy = w & a.files
         }
-        return ShapeProblem(
+        if !relaxDestination { canCopy = canCopy & a.destinationFree }
+        return ShapeMasks(
             count: n, maxDepth: policy.effectiveMaxDepth, flatten: policy.flatten, removable: w,
-            commitTarget: commitTarget, pullTarget: pullTarget, needsCopy: needs, canCopy: canCopy,
+            commitTarget: commitTarget, pullTarget: pullTarget, needsCopy: a.needsCopy, canCopy: canCopy,
             canFullCopy: canCopy[0] && policy.flatten != .keepBase)
+    }
+
+    func solveShape(_ problem: ShapeMasks, _ costs: CostModel) -> ShapeSolution? {
+        ShapeSolver.solve(problem, costs: costs, scratch: scratch)
     }
 
     // MARK: - Preconditions of a data change
@@ -458,13 +739,13 @@ struct DiskPlanner {
     // MARK: - Solving
 
     mutating func solve(_ a: inout LayerAnalysis, _ costs: CostModel) -> ShapeSolution? {
-        while let solution = ShapeSolver.solve(problem(a, strict: true), costs: costs) {
+        while let solution = solveShape(problem(a, strict: true), costs) {
             // Destinations are checked lazily: only the one a chosen copy would use.
             guard let copy = solution.operations.last, case .copy(_, let from, _, _) = copy, !isDestinationFree(from)
             else { return solution }
             a.destinationFree[from] = false
         }
-        if let loose = ShapeSolver.solve(problem(a, strict: false), costs: costs) {
+        if let loose = solveShape(problem(a, strict: false), costs) {
             blockLooseSolution(loose, a)
             return nil
         }
@@ -476,7 +757,7 @@ struct DiskPlanner {
                     + "exclude this disk from \(policyRef).")
             return nil
         }
-        if a.protected[0], ShapeSolver.solve(problem(a, strict: false, relaxActive: true), costs: costs) != nil {
+        if a.protected[0], solveShape(problem(a, strict: false, relaxActive: true), costs) != nil {
             let others = constraintCauses(a, from: 1)
             let closed = others.isEmpty ? "" : " (the other ways are closed: \(others.joined(separator: "; ")))"
             block(
@@ -486,8 +767,7 @@ struct DiskPlanner {
             return nil
         }
         if activeDir != nil,
-            ShapeSolver.solve(problem(a, strict: false, relaxActive: false, relaxDestination: true), costs: costs)
-                != nil
+            solveShape(problem(a, strict: false, relaxActive: false, relaxDestination: true), costs) != nil
         {
             let taken = (0..<n).compactMap { a.destinationFree[$0] ? nil : destination($0) }
             block(
@@ -555,7 +835,7 @@ struct DiskPlanner {
                 causes.append("\(paths[i]) is shared with \(referenceList(i))")
             }
         }
-        if let first = a.effectivelyShared.firstIndex(of: true), first >= from, first < n - 1 {
+        if let first = a.effectivelyShared.first, first >= from, first < n - 1 {
             causes.append("the images below \(paths[first]) are part of its shared backing chain")
         }
         return causes
@@ -564,7 +844,7 @@ struct DiskPlanner {
     func impossibleReason(_ a: LayerAnalysis, _ costs: CostModel) -> String {
         let causes = constraintCauses(a, from: 0)
         let limit = policy.effectiveMaxDepth ?? n
-        var shortest = ShapeSolver.shortestReachable(problem(a, strict: false), costs: costs)
+        var shortest = ShapeSolver.shortestReachable(problem(a, strict: false), costs: costs, scratch: scratch)
         if let value = shortest, value <= limit { shortest = nil }
         var text = "\(name): \(shapeRule) cannot be met"
         if policy.flatten == .keepBase && limit == 1 && n > 1 {
@@ -600,8 +880,10 @@ struct DiskPlanner {
         case .full where n > 1: return "flatten full"
         case .keepBase where n > 2: return "flatten keep-base"
         default:
-            if let maxDepth = policy.effectiveMaxDepth, n > maxDepth { return "depth \(n) > maxDepth \(maxDepth)" }
-            if needsCopy(0), let activeDir { return "active image not in storage.activeDir \(activeDir)" }
+            if let maxDepth = policy.effectiveMaxDepth, n > maxDepth {
+                return policyContext.depthRule(n, maxDepth: maxDepth)
+            }
+            if needsCopy(0), activeDir != nil { return policyContext.activeDirRule }
             return "policy shape"
         }
     }
@@ -609,7 +891,7 @@ struct DiskPlanner {
     var shapeViolated: Bool { n > (policy.effectiveMaxDepth ?? n) || (policy.flatten == .full && n > 1) }
 
     func copyRule(_ kind: CopyKind) -> String {
-        let base = "active image not in storage.activeDir \(activeDir ?? "")"
+        let base = policyContext.activeDirRule
         return kind == .full && shapeViolated ? base + "; " + shapeRule : base
     }
 
@@ -618,8 +900,11 @@ struct DiskPlanner {
     mutating func checkSolution(_ solution: ShapeSolution, _ a: LayerAnalysis, _ costs: CostModel) {
         var anyEncrypted = false
         for i in 0..<n where layers[i].encrypted { anyEncrypted = true }
-        var touched = [Bool](repeating: false, count: anyEncrypted ? n : 0)
-        func touch<S: Sequence>(_ positions: S) where S.Element == Int {
+        var touched = PositionSet()
+        func touch(_ op: ShapeOperation) {
+            if anyEncrypted { for i in 0..<n where op.removes(i) { touched[i] = true } }
+        }
+        func touch(_ positions: ClosedRange<Int>) {
             if anyEncrypted { for i in positions { touched[i] = true } }
         }
         let checkSpace = !freeSpace.isEmpty
@@ -627,16 +912,16 @@ struct DiskPlanner {
         for op in solution.operations {
             switch op {
             case .commit(_, let base), .activeCommit(_, _, let base):
-                touch(op.removed)
-                touch(CollectionOfOne(base))
+                touch(op)
+                touch(base...base)
                 if checkSpace {
                     let bytes = ShapeSolver.bytes(of: op, costs)
                     let what = "commit into \(paths[base])"
                     writes.append(PlannedWrite(dir: PlanPath.dirname(paths[base]), bytes: bytes, what: what))
                 }
-                checkRawBase(base, committed: op.removed)
+                checkRawBase(base, committed: op)
             case .pull(let into, let after, let through, _):
-                touch(CollectionOfOne(into))
+                touch(into...into)
                 touch((after + 1)...through)
                 if checkSpace {
                     let bytes = ShapeSolver.bytes(of: op, costs)
@@ -653,7 +938,7 @@ struct DiskPlanner {
                 }
             }
         }
-        let encrypted = (0..<touched.count).filter { touched[$0] && layers[$0].encrypted }
+        let encrypted = anyEncrypted ? (0..<n).filter { touched[$0] && layers[$0].encrypted } : []
         if !encrypted.isEmpty {
             block(
                 .encrypted,
@@ -679,9 +964,9 @@ struct DiskPlanner {
         }
     }
 
-    mutating func checkRawBase(_ base: Int, committed: [Int]) {
+    mutating func checkRawBase(_ base: Int, committed op: ShapeOperation) {
         guard layers[base].format == "raw", let size = layers[base].virtualSize else { return }
-        for i in committed {
+        for i in 0..<n where op.removes(i) {
             guard let top = layers[i].virtualSize, top > size else { continue }
             block(
                 .rawBaseTooSmall,
@@ -723,25 +1008,39 @@ struct DiskPlanner {
     ) -> DiskChange {
         let mode: StepMode = domain.state == .running ? .live : .offline
         var steps: [Step] = []
-        let location = policy.location.fileLine
+        // Shared by every step: the host, names and the policy's location (one string each, not one per step).
+        let host = inventory.host
+        let domainName = domain.name
+        let target = disk.target
+        let policyName = policy.name
+        let location = policyContext.location
         var current = paths
-        /// Original positions of `current`; -1 = the copy destination.
-        var positions = Array(0..<n)
+        /// Original positions still in the chain, below the copy destination `copied` (if any).
+        var alive = PositionSet(count: n, all: true)
+        var copied: String?
         func add(
             _ action: StepAction, top: String?, base: String?, destination: String? = nil, bytes: UInt64,
             rule: String, backingFormat: String? = nil, after: [String]
         ) {
             steps.append(
                 Step(
-                    id: 0, host: inventory.host, domain: domain.name, disk: disk.target, action: action, mode: mode,
+                    id: 0, host: host, domain: domainName, disk: target, action: action, mode: mode,
                     top: top, base: base, destination: destination, estimatedBytes: bytes,
-                    reason: StepReason(rule: rule, policy: policy.name, location: location),
+                    reason: StepReason(rule: rule, policy: policyName, location: location),
                     backingFormat: backingFormat, expectBefore: current, expectAfter: after))
             current = after
         }
-        func without(_ removed: [Int]) -> [String] {
-            positions.removeAll { removed.contains($0) }
-            return positions.map { $0 >= 0 ? paths[$0] : current[0] }
+        /// The chain now: the copy destination, then the surviving original layers.
+        func chainNow() -> [String] {
+            var out: [String] = []
+            out.reserveCapacity(n + 1)
+            if let copied { out.append(copied) }
+            for i in 0..<n where alive[i] { out.append(paths[i]) }
+            return out
+        }
+        func without(_ op: ShapeOperation) -> [String] {
+            for i in 0..<n where op.removes(i) { alive[i] = false }
+            return chainNow()
         }
 
         for pair in rebases {
@@ -755,35 +1054,42 @@ struct DiskPlanner {
 
         if let solution, let costs, let a = analysis {
             let rule = shapeRule
+            steps.reserveCapacity(rebases.count + solution.operations.count)
             for op in solution.operations {
                 let bytes = ShapeSolver.bytes(of: op, costs)
                 switch op {
                 case .commit(let top, let base), .activeCommit(let top, _, let base):
-                    add(.commit, top: paths[top], base: paths[base], bytes: bytes, rule: rule,
-                        after: without(op.removed))
+                    add(.commit, top: paths[top], base: paths[base], bytes: bytes, rule: rule, after: without(op))
                 case .pull(let into, _, _, let base):
                     add(.pull, top: paths[into], base: base.map { paths[$0] }, bytes: bytes, rule: rule,
-                        after: without(op.removed))
+                        after: without(op))
                 case .copy(let kind, let from, _, let base):
                     let dest = destination(from) ?? paths[from]
-                    let after = kind == .full ? [dest] : [dest] + current.dropFirst()
-                    positions = kind == .full ? [-1] : [-1] + positions.dropFirst()
+                    if kind == .full {
+                        alive = PositionSet()
+                    } else if let first = alive.first {
+                        alive[first] = false
+                    }
+                    copied = dest
                     add(.copy, top: paths[from], base: kind == .full ? nil : base.map { paths[$0] },
-                        destination: dest, bytes: bytes, rule: copyRule(kind), after: after)
+                        destination: dest, bytes: bytes, rule: copyRule(kind), after: chainNow())
                 }
             }
             if policy.retired == .delete {
-                var kept = [Bool](repeating: false, count: n)
-                for position in positions where position >= 0 { kept[position] = true }
-                for i in 0..<n where !kept[i] && deletable(i, a) {
+                for i in 0..<n where !alive[i] && deletable(i, a) {
                     add(.deleteImage, top: paths[i], base: nil, bytes: 0, rule: "retired: delete", after: current)
                 }
             }
         }
         // Keys of the final chain: the paths, except for non-local layers (copy destinations are local files).
-        let finalKeys = keysEqualPaths ? current : positions.map { $0 >= 0 ? key($0) : current[0] }
+        var finalKeys = current
+        if !keysEqualPaths {
+            finalKeys = []
+            if let copied { finalKeys.append(copied) }
+            for i in 0..<n where alive[i] { finalKeys.append(key(i)) }
+        }
         return DiskChange(
-            domain: domain.name, disk: disk.target, policy: policy.name, steps: steps, before: paths, after: current,
+            domain: domainName, disk: target, policy: policyName, steps: steps, before: paths, after: current,
             afterKeys: finalKeys, solution: solution)
     }
 
@@ -793,9 +1099,6 @@ struct DiskPlanner {
         guard layers[i].source.kind == .file, layers[i].source.path != nil, !a.protected[i],
             !a.effectivelyShared[i], a.inRoots[i]
         else { return false }
-        for ref in inventory.references(of: layers[i].key) {
-            guard case .chain = ref.kind, ref.domain == domain.name, ref.disk == disk.target else { return false }
-        }
-        return true
+        return inventory.isReferencedOnlyByChain(key: layers[i].key, domain: domain.name, disk: disk.target)
     }
 }

@@ -26,7 +26,8 @@ public struct DiskChange: Sendable, Hashable {
     public var domain: String
     public var disk: String
     public var policy: String
-    /// In execution order: rebase, non-active commits bottom-up, active commit, pull, copy, delete-image.
+    /// In execution order: rebase, non-active commits bottom-up, active commit, pull, (the commit of the gap below
+    /// the last pulled image, when that image is protected or shared,) copy, delete-image.
     /// (metadata-delete steps are decided per domain by `Planner.plan`.)
     public var steps: [Step]
     /// Chain before and after (canonical paths, active first).
@@ -60,130 +61,379 @@ public enum DiskOutcome: Sendable, Hashable {
     }
 }
 
-/// One managed disk to plan: positions in `Inventory.domains` and its policy.
-struct PlanJob: Sendable {
+/// The planned outcome of one managed disk (positions in `Inventory.domains`).
+struct JobResult: Sendable {
     var domain: Int
     var disk: Int
-    var policy: Policy
-}
-
-struct JobResult: Sendable {
     var outcome: DiskOutcome
-    var fingerprint: String?
+    /// Steps of a planned change (0 otherwise).
+    var stepCount: Int
+    /// On the last planned disk of a domain with snapshots: the domain's `metadata-delete` steps (ids 0).
+    var metadata: [Step] = []
 }
 
-/// Result slots written by the parallel workers, one slot per job (never the same slot twice).
-struct ResultSlots: @unchecked Sendable {
-    let base: UnsafeMutablePointer<JobResult?>
+/// `Plan.fingerprints` entry of one disk.
+struct FingerprintEntry: Sendable {
+    var key: String
+    var value: String
+}
+
+/// What phase 1 produced for one chunk of domains (the fingerprints are kept apart: phase 3 reads them while it
+/// consumes the results).
+struct ChunkOutput: Sendable {
+    var results: [JobResult] = []
+    var steps = 0
+    var disks = 0
+    var blocked = 0
+}
+
+/// Memory written by the parallel workers; every worker writes only its own slots.
+struct SharedSlots<T>: @unchecked Sendable {
+    let base: UnsafeMutablePointer<T>
+}
+
+/// The distinct policies of a plan and their contexts, found by the workers as they meet them.
+final class PolicyRegistry: @unchecked Sendable {
+    private let lock = DispatchQueue(label: "virt-chain.planner.policies")
+    private var contexts: [PolicyContext] = []
+    private let roots: AllowedRoots
+
+    init(roots: AllowedRoots) { self.roots = roots }
+
+    /// The context of `policy` (made on first use).
+    func context(for policy: Policy) -> PolicyContext {
+        lock.sync {
+            if let known = contexts.first(where: { $0.policy == policy }) { return known }
+            let made = PolicyContext(policy, roots: roots)
+            contexts.append(made)
+            return made
+        }
+    }
+
+    /// Whether two different policies of `assignments` have the same name (never for a validated policy set).
+    static func namesAreAmbiguous(_ assignments: [DiskKey: Policy]) -> Bool {
+        var seen: [Policy] = []
+        for policy in assignments.values where !seen.contains(where: { $0 == policy }) {
+            if seen.contains(where: { $0.name == policy.name }) { return true }
+            seen.append(policy)
+        }
+        return false
+    }
+}
+
+/// One worker's view of the registry: the contexts it already met, by policy name. Policy names are unique in a
+/// validated set, and reading only the name of an assignment copies nothing reference-counted (for the usual
+/// short names), so the threads do not contend on the reference counts of the policies' strings and arrays.
+/// `byName` false: compare whole policies (when two different policies share a name).
+struct PolicyCache {
+    let registry: PolicyRegistry
+    let byName: Bool
+    private var known: [(name: String, context: PolicyContext)] = []
+
+    init(_ registry: PolicyRegistry, byName: Bool) {
+        self.registry = registry
+        self.byName = byName
+    }
+
+    /// The context of the policy `assignments[key]`, or nil when the disk is not managed.
+    mutating func context(_ assignments: [DiskKey: Policy], _ key: DiskKey) -> PolicyContext? {
+        guard byName else { return assignments[key].map { registry.context(for: $0) } }
+        guard let name = assignments[key]?.name else { return nil }
+        for entry in known where entry.name == name { return entry.context }
+        guard let policy = assignments[key] else { return nil }
+        let context = registry.context(for: policy)
+        known.append((name, context))
+        return context
+    }
+}
+
+extension DiskOutcome {
+    /// The steps of a planned change, moved out (the change keeps an empty list); [] otherwise.
+    mutating func takeSteps() -> [Step] {
+        guard case .planned(var change) = self else { return [] }
+        self = .skipped  // drop this reference first, so that `change` holds its arrays alone
+        let steps = change.steps
+        change.steps = []
+        self = .planned(change)
+        return steps
+    }
+}
+
+extension Step {
+    /// A step holding nothing reference-counted: fills slots whose step was moved elsewhere.
+    static let moved = Step(
+        id: 0, host: "", domain: "", disk: "", action: .commit, mode: .live, top: nil, base: nil, destination: nil,
+        estimatedBytes: 0, reason: StepReason(rule: "", policy: "", location: ""))
 }
 
 public enum Planner {
+    /// Domains per chunk of parallel work (a chunk holds whole domains, so that each domain's snapshot metadata is
+    /// decided by the worker that planned its disks).
+    static let domainsPerChunk = 128
+
     public static func plan(_ input: PlannerInput) -> Plan {
         let inventory = input.inventory
+        let assignments = input.assignments
+        let domainCount = inventory.domains.count
+        let chunks = (domainCount + domainsPerChunk - 1) / domainsPerChunk
+        let parallel = chunks >= 4
+        func forEachChunk(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+            if parallel {
+                DispatchQueue.concurrentPerform(iterations: count, execute: body)
+            } else {
+                for c in 0..<count { body(c) }
+            }
+        }
+
+        // 0. Side by side: the filter of images with several references, and whether two different policies share
+        //    a name (then policies are told apart by comparing them whole, else by name).
+        let filterSlot = SharedSlots(base: UnsafeMutablePointer<ReferenceFilter?>.allocate(capacity: 1))
+        let ambiguousSlot = SharedSlots(base: UnsafeMutablePointer<Bool>.allocate(capacity: 1))
+        filterSlot.base.initialize(to: nil)
+        ambiguousSlot.base.initialize(to: false)
+        forEachChunk(2) { task in
+            if task == 0 {
+                filterSlot.base.pointee = ReferenceFilter(inventory)
+            } else {
+                ambiguousSlot.base.pointee = PolicyRegistry.namesAreAmbiguous(assignments)
+            }
+        }
+        let byName = !ambiguousSlot.base.move()
         let context = PlanContext(
-            roots: AllowedRoots(input.config), shared: SharedKeyFilter(inventory.references))
+            inventory: inventory, config: input.config, freeSpace: input.freeSpace, filter: filterSlot.base.move())
+        filterSlot.base.deallocate()
+        ambiguousSlot.base.deallocate()
+        let registry = PolicyRegistry(roots: context.roots)
 
-        // 1. Every managed disk, in inventory order, planned independently (in parallel for large inventories;
-        //    each result lands in its own slot, so the plan does not depend on scheduling).
-        var jobs: [PlanJob] = []
-        jobs.reserveCapacity(input.assignments.count)
-        for (d, domain) in inventory.domains.enumerated() {
-            for (k, disk) in domain.disks.enumerated() {
-                if let policy = input.assignments[DiskKey(domain: domain.name, disk: disk.target)] {
-                    jobs.append(PlanJob(domain: d, disk: k, policy: policy))
-                }
-            }
+        // (Capacities are at least 1, so that every buffer has an address.)
+        let outputSlots = SharedSlots(base: UnsafeMutablePointer<ChunkOutput>.allocate(capacity: max(chunks, 1)))
+        let fingerprintSlots = SharedSlots(
+            base: UnsafeMutablePointer<[FingerprintEntry]>.allocate(capacity: max(chunks, 1)))
+        outputSlots.base.initialize(repeating: ChunkOutput(), count: chunks)
+        fingerprintSlots.base.initialize(repeating: [], count: chunks)
+        defer {
+            outputSlots.base.deinitialize(count: chunks)
+            outputSlots.base.deallocate()
+            fingerprintSlots.base.deinitialize(count: chunks)
+            fingerprintSlots.base.deallocate()
         }
-        var results = [JobResult?](repeating: nil, count: jobs.count)
-        let chunk = 256
-        let chunks = (jobs.count + chunk - 1) / chunk
-        if chunks >= 4 {
-            results.withUnsafeMutableBufferPointer { buffer in
-                guard let base = buffer.baseAddress else { return }
-                let slots = ResultSlots(base: base)
-                let work = jobs
-                DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                    for i in (c * chunk)..<min(work.count, (c + 1) * chunk) {
-                        slots.base[i] = run(work[i], input, context)
-                    }
-                }
-            }
-        } else {
-            for i in jobs.indices { results[i] = run(jobs[i], input, context) }
-        }
-
-        // 2. Assembly in order: step ids, disk plans, fingerprints, then per domain the snapshot metadata.
         var plan = Plan(host: inventory.host)
-        plan.disks.reserveCapacity(jobs.count)
-        var nextID = 1
-        var j = 0
-        while j < jobs.count {
-            let d = jobs[j].domain
-            let domain = inventory.domains[d]
-            let hasSnapshots = !domain.snapshots.isEmpty
-            var changes: [String: DiskChange] = [:]
-            var policies: [String: Policy] = [:]
-            var diskPlanIndex: [String: Int] = [:]
-            while j < jobs.count && jobs[j].domain == d {
-                let job = jobs[j]
-                j += 1
-                guard let result = results[j - 1] else { continue }
-                let disk = domain.disks[job.disk]
-                if let fingerprint = result.fingerprint {
-                    plan.fingerprints[Fingerprint.key(domain, disk)] = fingerprint
-                }
-                switch result.outcome {
-                case .skipped:
-                    continue
-                case .blocked(let reasons):
-                    plan.blocked.append(contentsOf: reasons)
-                case .planned(let change):
-                    var ids: [Int] = []
-                    ids.reserveCapacity(change.steps.count)
-                    for var step in change.steps {
-                        step.id = nextID
-                        nextID += 1
-                        ids.append(step.id)
-                        plan.steps.append(step)
-                    }
-                    if hasSnapshots {
-                        diskPlanIndex[disk.target] = plan.disks.count
-                        changes[disk.target] = change
-                        policies[disk.target] = job.policy
-                    }
-                    plan.disks.append(
-                        DiskPlan(
-                            domain: domain.name, disk: disk.target, policy: job.policy.name, before: change.before,
-                            after: change.after, stepIDs: ids))
-                }
+        withExtendedLifetime((context, registry)) {
+            // 1. Each chunk of domains: every managed disk, in inventory order, planned independently (each chunk's
+            //    results land in its own slot, so the plan does not depend on scheduling), then the snapshot
+            //    metadata of its domains.
+            forEachChunk(chunks) { c in
+                let domains = (c * domainsPerChunk)..<min(domainCount, (c + 1) * domainsPerChunk)
+                (outputSlots.base[c], fingerprintSlots.base[c]) = planChunk(
+                    domains, assignments, context, registry, byName: byName)
             }
-            guard hasSnapshots else { continue }
-            for var step in metadataSteps(domain: domain, changes: changes, policies: policies, host: inventory.host) {
-                step.id = nextID
-                nextID += 1
-                plan.steps.append(step)
-                if let index = diskPlanIndex[step.disk] { plan.disks[index].stepIDs.append(step.id) }
-                if let disk = domain.disks.first(where: { $0.target == step.disk }) {
-                    plan.fingerprints[Fingerprint.key(domain, disk)] = Fingerprint.disk(domain, disk)
-                }
+
+            // 2. Where each chunk's steps, disk plans and blocked reasons go; step ids follow.
+            var stepStart = [Int](repeating: 0, count: chunks + 1)
+            var diskStart = stepStart
+            var blockedStart = stepStart
+            for c in 0..<chunks {
+                stepStart[c + 1] = stepStart[c] + outputSlots.base[c].steps
+                diskStart[c + 1] = diskStart[c] + outputSlots.base[c].disks
+                blockedStart[c + 1] = blockedStart[c] + outputSlots.base[c].blocked
             }
+
+            // 3. Each chunk moves its steps (numbered), disk plans and blocked reasons into place; one more
+            //    task fills the fingerprints meanwhile. (Capacities are at least 1, so that every buffer has
+            //    an address.)
+            let table = SharedSlots(base: UnsafeMutablePointer<[String: String]>.allocate(capacity: 1))
+            table.base.initialize(to: [:])
+            defer { table.base.deallocate() }
+            var disksOut: [DiskPlan] = []
+            var blockedOut: [Blocked] = []
+            let stepsOut = [Step](unsafeUninitializedCapacity: max(stepStart[chunks], 1)) { stepBuffer, stepCount in
+                disksOut = [DiskPlan](unsafeUninitializedCapacity: max(diskStart[chunks], 1)) {
+                    diskBuffer, diskCount in
+                    blockedOut = [Blocked](unsafeUninitializedCapacity: max(blockedStart[chunks], 1)) {
+                        blockedBuffer, blockedCount in
+                        let stepSlots = SharedSlots(base: stepBuffer.baseAddress!)
+                        let diskSlots = SharedSlots(base: diskBuffer.baseAddress!)
+                        let blockedSlots = SharedSlots(base: blockedBuffer.baseAddress!)
+                        let starts = (stepStart, diskStart, blockedStart)
+                        forEachChunk(chunks + 1) { c in
+                            if c == chunks {
+                                table.base.pointee = fingerprintDictionary(fingerprintSlots, chunks)
+                                return
+                            }
+                            emitChunk(
+                                outputSlots, c, inventory.domains, steps: stepSlots.base + starts.0[c],
+                                firstID: starts.0[c] + 1, disks: diskSlots.base + starts.1[c],
+                                blocked: blockedSlots.base + starts.2[c])
+                        }
+                        blockedCount = blockedStart[chunks]
+                    }
+                    diskCount = diskStart[chunks]
+                }
+                stepCount = stepStart[chunks]
+            }
+            plan.steps = stepsOut
+            plan.disks = disksOut
+            plan.blocked = blockedOut
+            plan.fingerprints = table.base.move()
         }
         return plan
     }
 
-    private static func run(_ job: PlanJob, _ input: PlannerInput, _ context: PlanContext) -> JobResult {
-        let domain = input.inventory.domains[job.domain]
-        let disk = domain.disks[job.disk]
-        let outcome = planDisk(
-            domain: domain, disk: disk, policy: job.policy, inventory: input.inventory, config: input.config,
-            freeSpace: input.freeSpace, context: context)
-        var fingerprint: String?
-        switch outcome {
-        case .blocked: fingerprint = Fingerprint.disk(domain, disk)
-        case .planned(let change) where !change.steps.isEmpty: fingerprint = Fingerprint.disk(domain, disk)
-        default: break
+    /// Phase 1 for one chunk of domains.
+    private static func planChunk(
+        _ range: Range<Int>, _ assignments: [DiskKey: Policy], _ context: PlanContext, _ registry: PolicyRegistry,
+        byName: Bool
+    ) -> (ChunkOutput, [FingerprintEntry]) {
+        let scratch = SolverScratch()
+        var policies = PolicyCache(registry, byName: byName)
+        let domains = context.inventory.domains
+        var out = ChunkOutput()
+        /// Disks whose fingerprint the plan carries, fingerprinted together at the end.
+        var touchedDisks: [(domain: Int, disk: Int)] = []
+        out.results.reserveCapacity(range.count * 2)
+        for d in range {
+            let name = domains[d].name
+            let first = out.results.count
+            for k in domains[d].disks.indices {
+                let key = DiskKey(domain: name, disk: domains[d].disks[k].target)
+                guard let policy = policies.context(assignments, key) else { continue }
+                let outcome = withExtendedLifetime(policy) {
+                    planDisk(
+                        domain: domains[d], disk: domains[d].disks[k], policy: policy, context: context,
+                        scratch: scratch)
+                }
+                var stepCount = 0
+                var touched = false
+                switch outcome {
+                case .skipped:
+                    break
+                case .blocked(let reasons):
+                    out.blocked += reasons.count
+                    touched = true
+                case .planned(let change):
+                    out.disks += 1
+                    stepCount = change.steps.count
+                    touched = stepCount > 0
+                }
+                out.steps += stepCount
+                out.results.append(JobResult(domain: d, disk: k, outcome: outcome, stepCount: stepCount))
+                if touched { touchedDisks.append((d, k)) }
+            }
+            // Snapshot metadata of the domain, decided on all its planned disks.
+            guard !domains[d].snapshots.isEmpty, out.results.count > first else { continue }
+            let domain = domains[d]
+            var changes: [String: DiskChange] = [:]
+            var diskPolicies: [String: Policy] = [:]
+            var diskIndex: [String: Int] = [:]
+            for r in first..<out.results.count {
+                guard case .planned(let change) = out.results[r].outcome else { continue }
+                changes[change.disk] = change
+                diskIndex[change.disk] = out.results[r].disk
+                if let policy = assignments[DiskKey(domain: name, disk: change.disk)] {
+                    diskPolicies[change.disk] = policy
+                }
+            }
+            let metadata = metadataSteps(
+                domain: domain, changes: changes, policies: diskPolicies, host: context.inventory.host)
+            guard !metadata.isEmpty else { continue }
+            out.steps += metadata.count
+            out.results[out.results.count - 1].metadata = metadata
+            for step in metadata {
+                guard let k = diskIndex[step.disk] else { continue }
+                touchedDisks.append((d, k))
+            }
         }
-        return JobResult(outcome: outcome, fingerprint: fingerprint)
+        let values = Fingerprint.disks(touchedDisks, in: domains)
+        var fingerprints: [FingerprintEntry] = []
+        fingerprints.reserveCapacity(values.count)
+        for (item, value) in zip(touchedDisks, values) {
+            let domain = domains[item.domain]
+            fingerprints.append(FingerprintEntry(key: Fingerprint.key(domain, domain.disks[item.disk]), value: value))
+        }
+        return (out, fingerprints)
+    }
+
+    private static func fingerprintDictionary(_ slots: SharedSlots<[FingerprintEntry]>, _ chunks: Int)
+        -> [String: String]
+    {
+        var count = 0
+        for c in 0..<chunks { count += slots.base[c].count }
+        var table: [String: String] = [:]
+        table.reserveCapacity(count)
+        for c in 0..<chunks {
+            for entry in slots.base[c] { table[entry.key] = entry.value }
+        }
+        return table
+    }
+
+    /// Phase 3 for one chunk: its steps (numbered from `firstID`), disk plans and blocked reasons, moved out of the
+    /// results into the plan's arrays (initialising `steps`, `disks`, `blocked` onwards).
+    private static func emitChunk(
+        _ outputs: SharedSlots<ChunkOutput>, _ c: Int, _ domains: [Domain], steps: UnsafeMutablePointer<Step>,
+        firstID: Int, disks: UnsafeMutablePointer<DiskPlan>, blocked: UnsafeMutablePointer<Blocked>
+    ) {
+        var results: [JobResult] = []
+        swap(&results, &outputs.base[c].results)
+        var stepOut = steps
+        var diskOut = disks
+        var blockedOut = blocked
+        var nextID = firstID
+        var i = 0
+        while i < results.count {
+            let d = results[i].domain
+            let hasSnapshots = !domains[d].snapshots.isEmpty
+            var pending: [DiskPlan] = []
+            var pendingIndex: [String: Int] = [:]
+            var metadata: [Step] = []
+            while i < results.count && results[i].domain == d {
+                if !results[i].metadata.isEmpty { swap(&metadata, &results[i].metadata) }
+                var moved = results[i].outcome.takeSteps()
+                switch results[i].outcome {
+                case .skipped:
+                    break
+                case .blocked(let reasons):
+                    for reason in reasons {
+                        blockedOut.initialize(to: reason)
+                        blockedOut += 1
+                    }
+                case .planned(let change):
+                    let count = moved.count
+                    if count > 0 {
+                        moved.withUnsafeMutableBufferPointer { buffer in
+                            guard let base = buffer.baseAddress else { return }
+                            for k in 0..<count { base[k].id = nextID + k }
+                            stepOut.moveInitialize(from: base, count: count)
+                            base.initialize(repeating: .moved, count: count)
+                        }
+                        stepOut += count
+                    }
+                    let diskPlan = DiskPlan(
+                        domain: change.domain, disk: change.disk, policy: change.policy, before: change.before,
+                        after: change.after, stepIDs: Array(nextID..<(nextID + count)))
+                    nextID += count
+                    if hasSnapshots {
+                        pendingIndex[change.disk] = pending.count
+                        pending.append(diskPlan)
+                    } else {
+                        diskOut.initialize(to: diskPlan)
+                        diskOut += 1
+                    }
+                }
+                i += 1
+            }
+            guard hasSnapshots else { continue }
+            for var step in metadata {
+                step.id = nextID
+                nextID += 1
+                if let index = pendingIndex[step.disk] { pending[index].stepIDs.append(step.id) }
+                stepOut.initialize(to: step)
+                stepOut += 1
+            }
+            for diskPlan in pending {
+                diskOut.initialize(to: diskPlan)
+                diskOut += 1
+            }
+        }
     }
 
     /// The plan of one disk under `policy`, ignoring snapshot metadata (decided per domain by `plan`).
@@ -191,20 +441,21 @@ public enum Planner {
         domain: Domain, disk: Disk, policy: Policy, inventory: Inventory, config: HostConfig = .defaults,
         freeSpace: [String: UInt64] = [:]
     ) -> DiskOutcome {
-        planDisk(
-            domain: domain, disk: disk, policy: policy, inventory: inventory, config: config, freeSpace: freeSpace,
-            context: PlanContext(roots: AllowedRoots(config), shared: nil))
+        let context = PlanContext(inventory: inventory, config: config, freeSpace: freeSpace)
+        let policyContext = PolicyContext(policy, roots: context.roots)
+        let scratch = SolverScratch()
+        return withExtendedLifetime((context, policyContext, scratch)) {
+            planDisk(domain: domain, disk: disk, policy: policyContext, context: context, scratch: scratch)
+        }
     }
 
     static func planDisk(
-        domain: Domain, disk: Disk, policy: Policy, inventory: Inventory, config: HostConfig,
-        freeSpace: [String: UInt64], context: PlanContext
+        domain: Domain, disk: Disk, policy: PolicyContext, context: PlanContext, scratch: SolverScratch
     ) -> DiskOutcome {
         guard disk.isChainDisk, let chain = disk.chain else { return .skipped }
-        if domain.state == .shutoff && policy.shutoff == .skip { return .skipped }
+        if domain.state == .shutoff && policy.policy.shutoff == .skip { return .skipped }
         var planner = DiskPlanner(
-            domain: domain, disk: disk, chain: chain, policy: policy, inventory: inventory, config: config,
-            freeSpace: freeSpace, context: context)
+            domain: domain, disk: disk, chain: chain, context: context, policy: policy, scratch: scratch)
         return planner.run()
     }
 

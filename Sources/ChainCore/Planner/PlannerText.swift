@@ -3,14 +3,20 @@
 enum PlanPath {
     /// Directory of a canonical path (`/a/b/c` → `/a/b`, `/c` → `/`).
     static func dirname(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
+        guard let slash = lastSlash(path) else { return "." }
         if slash == path.startIndex { return "/" }
         return String(path[..<slash])
     }
 
     static func basename(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return path }
+        guard let slash = lastSlash(path) else { return path }
         return String(path[path.index(after: slash)...])
+    }
+
+    /// `path.lastIndex(of: "/")`; by bytes when the path is ASCII (the same answer, without Character iteration).
+    private static func lastSlash(_ path: String) -> String.Index? {
+        if PlanBytes.isASCII(path) { return path.utf8.lastIndex(of: UInt8(ascii: "/")) }
+        return path.lastIndex(of: "/")
     }
 
     /// A directory as given in a policy, without trailing slashes (except `/` itself).
@@ -24,14 +30,18 @@ enum PlanPath {
 
     /// Whether `dirname(path) == dir` (dir normalised), without building the dirname.
     static func isDirectChild(_ path: String, of dir: String) -> Bool {
-        let p = path.utf8
-        let d = dir.utf8
-        let slash = UInt8(ascii: "/")
-        let prefixLength = dir == "/" ? 0 : d.count
-        guard p.count > prefixLength, p.starts(with: d) || dir == "/" else { return false }
-        let rest = p.dropFirst(prefixLength)
-        guard rest.first == slash else { return false }
-        return !rest.dropFirst().contains(slash)
+        let root = dir == "/"
+        let prefixLength = root ? 0 : dir.utf8.count
+        guard path.utf8.count > prefixLength, root || PlanBytes.hasPrefix(path, dir) else { return false }
+        return PlanBytes.withBytes(path) { p in
+            guard p[prefixLength] == UInt8(ascii: "/") else { return false }
+            var i = prefixLength + 1
+            while i < p.count {
+                if p[i] == UInt8(ascii: "/") { return false }
+                i += 1
+            }
+            return true
+        }
     }
 }
 

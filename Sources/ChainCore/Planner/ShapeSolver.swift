@@ -2,12 +2,16 @@
 //
 // Positions 0..<n, 0 = active, n-1 = base. A target chain is a subsequence S = s1 < … < sm of positions.
 // Layers leave the chain by
-//   * commit of the gap between two survivors a < b into b (non-active commit), lowest gaps first;
+//   * commit of the gap between two survivors a < b into b (non-active commit), lowest gaps first. The commit
+//     rewrites the backing reference in the header of the image right above the gap (libvirt live,
+//     `qemu-img rebase -u` offline), so that image must be removable (neither protected nor effectively shared);
 //   * the active image walking down to s1: a pull merges the layers below the current active image into it
 //     (they are only read, so they may be protected or shared), an active commit merges the current active
 //     image and the layers between it and a lower image b into b, which becomes the active image. Usually this
 //     is one active commit and/or one pull; a pull before an active commit gets protected layers out of the way;
-//   * the gap between s1 and s2 may be split: its lower part committed into s2, its upper part pulled into s1;
+//   * the gap between s1 and s2 may be split: its lower part committed into s2, its upper part pulled into s1.
+//     The lower part is committed before the walk while the image right above it (the last pulled one, or s1) is
+//     removable; otherwise after the pull, when the image above it is s1 itself (a pull target);
 //   * copy of the final active image to storage.activeDir: shallow (keeps the backing chain) or full (one image).
 // Unless m == 1 the base (n-1) survives: nothing can remove layers below the lowest survivor except a full pull.
 //
@@ -60,7 +64,8 @@ public struct ShapeProblem: Sendable, Hashable {
     /// `Policy.effectiveMaxDepth`; nil = no limit.
     public var maxDepth: Int?
     public var flatten: Flatten
-    /// May be merged away by a commit (neither protected nor effectively shared).
+    /// May be merged away by a commit (neither protected nor effectively shared). Also whether the image may be
+    /// the one right above a commit gap: the commit rewrites the backing reference in its header.
     public var removable: [Bool]
     /// May receive a commit (active or not).
     public var commitTarget: [Bool]
@@ -108,6 +113,16 @@ public enum ShapeOperation: Hashable, Sendable {
     /// `base` = backing kept (shallow), nil = none.
     case copy(CopyKind, from: Int, through: Int, base: Int?)
 
+    /// Whether original position `i` leaves the chain with this operation (`removed.contains(i)`, without the array).
+    @inline(__always) func removes(_ i: Int) -> Bool {
+        switch self {
+        case .commit(let top, let base): return i >= top && i < base
+        case .activeCommit(let top, let after, let base): return i == top || (i > after && i < base)
+        case .pull(_, let after, let through, _): return i > after && i <= through
+        case .copy(let kind, let from, let through, _): return kind == .full ? (i >= 0 && i <= through) : i == from
+        }
+    }
+
     /// Original positions that leave the chain with this operation.
     public var removed: [Int] {
         switch self {
@@ -119,6 +134,101 @@ public enum ShapeOperation: Hashable, Sendable {
     }
 }
 
+/// `ShapeProblem` as position sets (what the planner builds per disk, without an array per flag).
+struct ShapeMasks {
+    var count: Int
+    var maxDepth: Int?
+    var flatten: Flatten
+    var removable: PositionSet
+    var commitTarget: PositionSet
+    var pullTarget: PositionSet
+    var needsCopy: PositionSet
+    var canCopy: PositionSet
+    var canFullCopy: Bool
+
+    init(
+        count: Int, maxDepth: Int?, flatten: Flatten, removable: PositionSet, commitTarget: PositionSet,
+        pullTarget: PositionSet, needsCopy: PositionSet, canCopy: PositionSet, canFullCopy: Bool
+    ) {
+        self.count = count
+        self.maxDepth = maxDepth
+        self.flatten = flatten
+        self.removable = removable
+        self.commitTarget = commitTarget
+        self.pullTarget = pullTarget
+        self.needsCopy = needsCopy
+        self.canCopy = canCopy
+        self.canFullCopy = canFullCopy
+    }
+
+    /// nil when the flag arrays do not all have `count` entries.
+    init?(_ p: ShapeProblem) {
+        let n = p.count
+        guard p.removable.count == n, p.commitTarget.count == n, p.pullTarget.count == n, p.needsCopy.count == n,
+            p.canCopy.count == n
+        else { return nil }
+        self.init(
+            count: n, maxDepth: p.maxDepth, flatten: p.flatten, removable: PositionSet(p.removable),
+            commitTarget: PositionSet(p.commitTarget), pullTarget: PositionSet(p.pullTarget),
+            needsCopy: PositionSet(p.needsCopy), canCopy: PositionSet(p.canCopy), canFullCopy: p.canFullCopy)
+    }
+}
+
+/// Buffers the solver reuses from one disk to the next (one per planning thread; not thread-safe).
+final class SolverScratch {
+    private var intBase: UnsafeMutablePointer<Int>
+    private var intCapacity: Int
+    private var costBase: UnsafeMutablePointer<ShapeSolver.Cost>
+    private var costCapacity: Int
+    private var wordBase: UnsafeMutablePointer<UInt64>
+    private var wordCapacity: Int
+
+    init() {
+        intCapacity = 512
+        costCapacity = 512
+        wordCapacity = 64
+        intBase = .allocate(capacity: intCapacity)
+        costBase = .allocate(capacity: costCapacity)
+        wordBase = .allocate(capacity: wordCapacity)
+    }
+
+    deinit {
+        intBase.deallocate()
+        costBase.deallocate()
+        wordBase.deallocate()
+    }
+
+    /// At least `count` Ints (uninitialized; valid until the next call).
+    @inline(__always) func ints(_ count: Int) -> UnsafeMutablePointer<Int> {
+        if count > intCapacity {
+            intBase.deallocate()
+            intCapacity = max(count, intCapacity * 2)
+            intBase = .allocate(capacity: intCapacity)
+        }
+        return intBase
+    }
+
+    /// At least `count` words (uninitialized; valid until the next call).
+    @inline(__always) func words(_ count: Int) -> UnsafeMutablePointer<UInt64> {
+        if count > wordCapacity {
+            wordBase.deallocate()
+            wordCapacity = max(count, wordCapacity * 2)
+            wordBase = .allocate(capacity: wordCapacity)
+        }
+        return wordBase
+    }
+
+    /// At least `count` costs (uninitialized; valid until the next call).
+    @inline(__always) func costs(_ count: Int) -> UnsafeMutablePointer<ShapeSolver.Cost> {
+        if count > costCapacity {
+            costBase.deallocate()
+            costCapacity = max(count, costCapacity * 2)
+            costBase = .allocate(capacity: costCapacity)
+        }
+        return costBase
+    }
+}
+
 public struct ShapeSolution: Sendable, Hashable {
     /// Surviving original positions, ascending. Empty after a full copy.
     public var survivors: [Int]
@@ -127,7 +237,8 @@ public struct ShapeSolution: Sendable, Hashable {
     public var copy: CopyKind?
     public var cost: PlanCost
     /// In execution order: non-active commits bottom-up, the walk of the active image (active commits and pulls,
-    /// top-down), copy.
+    /// top-down), copy. When the image right above the top gap (the lowest pulled one) is protected or shared, the
+    /// top gap's commit comes after the walk, once the final active image is the one above it.
     public var operations: [ShapeOperation]
 }
 
@@ -162,6 +273,7 @@ public enum ShapeSolver {
             tie = UInt64(steps) << 42 | UInt64(dropped) << 21 | UInt64(commits)
         }
 
+        @inline(__always)
         var isFinite: Bool { bytes != .max }
 
         @inline(__always)
@@ -181,40 +293,75 @@ public enum ShapeSolver {
 
     /// The cheapest valid target shape, or nil when none exists. O(n² · maxDepth) time.
     public static func solve(_ p: ShapeProblem, costs: CostModel) -> ShapeSolution? {
+        guard let masks = ShapeMasks(p) else { return nil }
+        return solve(masks, costs: costs, scratch: SolverScratch())
+    }
+
+    /// `solve` on position sets, with reused buffers.
+    static func solve(_ p: ShapeMasks, costs: CostModel, scratch: SolverScratch) -> ShapeSolution? {
         let n = p.count
-        guard n >= 1, n < 1 << 20, costs.count == n, p.removable.count == n, p.commitTarget.count == n,
-            p.pullTarget.count == n, p.needsCopy.count == n, p.canCopy.count == n
-        else { return nil }
+        guard n >= 1, n < 1 << 20, costs.count == n else { return nil }
         let limit = min(p.maxDepth ?? n, n)
         guard limit >= 1 else { return nil }
+        return costs.withView { view in solve(p, n: n, limit: limit, costs: view, scratch: scratch) }
+    }
+
+    private static func solve(
+        _ p: ShapeMasks, n: Int, limit: Int, costs: CostView, scratch: SolverScratch
+    ) -> ShapeSolution? {
+        let removable = p.removable
+        let commitTarget = p.commitTarget
+        let pullTarget = p.pullTarget
+        let needsCopy = p.needsCopy
+        let canCopy = p.canCopy
+
+        let allowMulti = p.flatten != .full && limit >= 2 && n >= 2
+        let deepSuffix = allowMulti && p.flatten == .none && limit >= 3
+        let width = limit
+        let table = deepSuffix ? n * width : 0
+
+        // Buffers: ints = bad (n+1) | lastBad (n+1) | links (3n) | nextOf (table);
+        // costs = walk (3n) | tight (n) | best (table); words = prefix (n).
+        let ints = scratch.ints(2 * (n + 1) + 3 * n + table)
+        let bad = ints
+        let lastBad = ints + (n + 1)
+        let links = ints + 2 * (n + 1)
+        let nextOf = links + 3 * n
+        let costBuffer = scratch.costs(4 * n + table)
+        let walk = costBuffer
+        let tight = costBuffer + 3 * n
+        let best = tight + n
+        let pre = scratch.words(n)
+        for x in 0..<n { pre[x] = costs.prefix(x) }
 
         // bad[k]: non-removable layers among 0..<k; lastBad[b]: last non-removable position < b, or -1.
-        var badBuild = [Int](repeating: 0, count: n + 1)
-        var lastBadBuild = [Int](repeating: -1, count: n + 1)
+        bad[0] = 0
+        lastBad[0] = -1
         for i in 0..<n {
-            badBuild[i + 1] = badBuild[i] + (p.removable[i] ? 0 : 1)
-            lastBadBuild[i + 1] = p.removable[i] ? lastBadBuild[i] : i
+            let r = removable[i]
+            bad[i + 1] = bad[i] &+ (r ? 0 : 1)
+            lastBad[i + 1] = r ? lastBad[i] : i
         }
-        let bad = badBuild
-        let lastBad = lastBadBuild
-        let commitTarget = p.commitTarget
         /// Commit of `a...b-1` into b (an empty gap is free).
-        func gapCommit(_ a: Int, _ b: Int) -> Cost {
+        @inline(__always) func gapCommit(_ a: Int, _ b: Int) -> Cost {
             if a >= b { return .zero }
             guard commitTarget[b], bad[b] == bad[a] else { return .infinite }
-            return Cost(bytes: costs.union(a, b - 1), steps: 1, dropped: b - a, commits: 1)
+            return Cost(bytes: costs.union(a, b &- 1), steps: 1, dropped: b &- a, commits: 1)
+        }
+        /// A pull from state (a, a) to (a, x), x > a.
+        @inline(__always) func pull(_ a: Int, _ x: Int) -> Cost {
+            Cost(bytes: pre[x] &- pre[a], steps: 1, dropped: x &- a, commits: 0)
         }
 
         // Suffix DP (flatten none, 3+ survivors): best[j][c] = cheapest way to keep j, end at the base and keep at
         // most c survivors in j...n-1, every gap committed into the survivor below it.
-        let allowMulti = p.flatten != .full && limit >= 2 && n >= 2
-        let deepSuffix = allowMulti && p.flatten == .none && limit >= 3
-        let width = limit
-        var best = [Cost](repeating: .infinite, count: deepSuffix ? n * width : 0)
-        var nextOf = [Int](repeating: -1, count: deepSuffix ? n * width : 0)
         if deepSuffix {
+            best.initialize(repeating: .infinite, count: table)
+            nextOf.initialize(repeating: -1, count: table)
             for c in 1..<limit { best[(n - 1) * width + c] = .zero }
-            for j in stride(from: n - 2, through: 0, by: -1) {
+            var j = n - 2
+            while j >= 0 {
+                defer { j -= 1 }
                 let row = j * width
                 // Room for every layer of j...n-1: keep them all.
                 let roomy = max(2, n - j)
@@ -224,20 +371,25 @@ public enum ShapeSolver {
                         nextOf[row + c] = j + 1
                     }
                 }
-                let tight = min(roomy, limit)
-                guard tight > 2 else { continue }
+                let most = min(roomy, limit)
+                guard most > 2 else { continue }
+                // A non-empty gap below j rewrites j's header: j must be removable.
+                let gapEnd = removable[j] ? n : j + 2
                 // Each gap commit j+1..<b into b is priced once, then tried for every survivor count.
-                for b in (j + 1)..<n {
-                    if b - 1 > j && !p.removable[b - 1] { break }
+                var b = j + 1
+                while b < gapEnd {
+                    defer { b += 1 }
+                    if b - 1 > j && !removable[b - 1] { break }
                     let gap = gapCommit(j + 1, b)
                     guard gap.isFinite else { continue }
-                    let next = b * width
-                    for c in 2..<tight {
-                        let rest = best[next + c - 1]
+                    let next = best + (b * width - 1)
+                    let here = best + row
+                    for c in 2..<most {
+                        let rest = next[c]
                         guard rest.bytes != .max else { continue }
                         let total = Cost(bytes: gap.bytes &+ rest.bytes, tie: gap.tie &+ rest.tie)
-                        if total < best[row + c] {
-                            best[row + c] = total
+                        if total < here[c] {
+                            here[c] = total
                             nextOf[row + c] = b
                         }
                     }
@@ -251,46 +403,57 @@ public enum ShapeSolver {
         // x+1..<b removable, i.e. x >= lastBad[b]. byX[x] is the cheapest state (a, x) with a removable.
         // walk = diag (n) | byX (n) | tail (n);
         // links = diagFrom (n, predecessor state a * n + x) | byXA (n) | tailS2 (n).
-        var walk = [Cost](repeating: .infinite, count: 3 * n)
-        var links = [Int](repeating: -1, count: 3 * n)
+        // The pull candidates of byX[x] are ordered by walk[a] - prefix(a) whatever x is, so the cheapest one
+        // (the first on a tie, as a scan in increasing a would keep) is carried along as x grows.
+        walk.initialize(repeating: .infinite, count: 3 * n)
+        links.initialize(repeating: -1, count: 3 * n)
         walk[0] = .zero
+        var pullFrom = -1
         for x in 0..<n {
             if x > 0 && commitTarget[x] {
-                let commitBytes = costs.prefix(x - 1)
+                let commitBytes = pre[x - 1]
                 for from in max(lastBad[x], 0)..<x {
                     let c = walk[n + from]
                     guard c.isFinite else { continue }
-                    let total = c + Cost(bytes: commitBytes, steps: 1, dropped: x - from, commits: 1)
+                    let total = Cost(
+                        bytes: c.bytes &+ commitBytes, tie: c.tie &+ Cost(bytes: 0, steps: 1, dropped: x - from, commits: 1).tie)
                     if total < walk[x] {
                         walk[x] = total
                         links[x] = links[n + from] * n + from
                     }
                 }
             }
-            let px = costs.prefix(x)
-            for a in 0...x where p.removable[a] {
-                var c = walk[a]
-                if x > a {
-                    guard p.pullTarget[a] else { continue }
-                    c = c + Cost(bytes: px - costs.prefix(a), steps: 1, dropped: x - a, commits: 0)
+            if x > 0 {
+                let a = x - 1
+                if removable[a] && pullTarget[a] && walk[a].isFinite
+                    && (pullFrom < 0 || walk[a] + pull(a, x) < walk[pullFrom] + pull(pullFrom, x))
+                {
+                    pullFrom = a
                 }
-                if c < walk[n + x] {
-                    walk[n + x] = c
-                    links[n + x] = a
-                }
+            }
+            if pullFrom >= 0 {
+                walk[n + x] = walk[pullFrom] + pull(pullFrom, x)
+                links[n + x] = pullFrom
+            }
+            if removable[x] && walk[x] < walk[n + x] {
+                walk[n + x] = walk[x]
+                links[n + x] = x
             }
         }
 
         // tail = walk[2 * n + x]: cheapest way from the walk's end at x down to the base with survivors below: the gap
-        // x+1..<s2
-        // committed into s2, then the suffix.
+        // x+1..<s2 committed into s2, then the suffix. The commit rewrites the header of the image above the gap:
+        // x before the walk, the final active image after it. So a non-empty gap needs x removable, or x pulled
+        // into the final active image (a < x, then the commit runs after the pull). tight[x]: s2 = x+1 (no gap).
         if allowMulti {
+            tight.initialize(repeating: .infinite, count: n)
             for x in 0..<(n - 1) {
                 let lowS2 = p.flatten == .keepBase ? n - 1 : x + 1
                 for s2 in lowS2..<n {
                     let rest: Cost = s2 == n - 1 ? .zero : (deepSuffix ? best[s2 * width + limit - 1] : .infinite)
                     guard rest.isFinite else { continue }
                     let total = gapCommit(x + 1, s2) + rest
+                    if s2 == x + 1 { tight[x] = total }
                     if total < walk[2 * n + x] {
                         walk[2 * n + x] = total
                         links[2 * n + x] = s2
@@ -299,58 +462,92 @@ public enum ShapeSolver {
             }
         }
 
+        // The final state (a, x), in the order of a scan over x, then a (the first of equal costs wins). For a < x
+        // the candidates of one kind (the final active image moved by a shallow copy or not) are ordered
+        // independently of x, so the cheapest of each kind is carried along as x grows.
         var bestCost = Cost.infinite
-        var chosen: (a: Int, x: Int, s2: Int?, copy: CopyKind?)?
-        for x in 0..<n {
-            let px = costs.prefix(x)
-            for a in 0...x {
-                var c = walk[a]
-                guard c.isFinite else { continue }
-                if x > a {
-                    guard p.pullTarget[a] else { continue }
-                    c = c + Cost(bytes: px - costs.prefix(a), steps: 1, dropped: x - a, commits: 0)
-                }
-                var copyKind: CopyKind?
-                if p.needsCopy[a] {
-                    guard p.canCopy[a] else { continue }
-                    c = c + Cost(bytes: px, steps: 1, dropped: 1, commits: 0)
-                    copyKind = .shallow
-                }
-                // m == 1: everything merged into a. keep-base: only the base itself, moved only if it is alone.
-                if x == n - 1 && (p.flatten != .keepBase || (a == n - 1 && (copyKind == nil || n == 1))) {
-                    if c < bestCost {
-                        bestCost = c
-                        chosen = (a, x, nil, copyKind)
-                    }
-                }
-                if allowMulti && x < n - 1 {
-                    let total = c + walk[2 * n + x]
-                    if total < bestCost {
-                        bestCost = total
-                        chosen = (a, x, links[2 * n + x], copyKind)
-                    }
-                }
+        var chosenA = -1
+        var chosenX = -1
+        var chosenS2 = -1
+        var chosenCopy: CopyKind?
+        var keepFrom = -1  // cheapest a < x that is not copied
+        var moveFrom = -1  // cheapest a < x that is copied
+        @inline(__always) func consider(_ total: Cost, _ a: Int, _ x: Int, _ s2: Int, _ copy: CopyKind?) {
+            if total < bestCost {
+                bestCost = total
+                (chosenA, chosenX, chosenS2, chosenCopy) = (a, x, s2, copy)
             }
         }
-        if p.canFullCopy && p.flatten != .keepBase && p.needsCopy[0] {
-            let full = Cost(bytes: costs.prefix(n - 1), steps: 1, dropped: n, commits: 0)
+        for x in 0..<n {
+            let px = pre[x]
+            let copyCost = Cost(bytes: px, steps: 1, dropped: 1, commits: 0)
+            if x > 0 {
+                let a = x - 1
+                if walk[a].isFinite && pullTarget[a] {
+                    if !needsCopy[a] {
+                        if keepFrom < 0 || walk[a] + pull(a, x) < walk[keepFrom] + pull(keepFrom, x) { keepFrom = a }
+                    } else if canCopy[a] {
+                        if moveFrom < 0 || walk[a] + pull(a, x) < walk[moveFrom] + pull(moveFrom, x) { moveFrom = a }
+                    }
+                }
+                // The cheaper kind; on a tie the smaller a (met first by the scan).
+                var a0 = -1
+                var c0 = Cost.infinite
+                if keepFrom >= 0 {
+                    a0 = keepFrom
+                    c0 = walk[keepFrom] + pull(keepFrom, x)
+                }
+                if moveFrom >= 0 {
+                    let c1 = walk[moveFrom] + pull(moveFrom, x) + copyCost
+                    if c1 < c0 || (!(c0 < c1) && moveFrom < a0) {
+                        a0 = moveFrom
+                        c0 = c1
+                    }
+                }
+                if a0 >= 0 {
+                    let copy: CopyKind? = a0 == moveFrom ? .shallow : nil
+                    // m == 1 (everything merged into a0; keep-base keeps only the base itself, and a0 < n-1).
+                    if x == n - 1 && p.flatten != .keepBase { consider(c0, a0, x, -1, copy) }
+                    if allowMulti && x < n - 1 { consider(c0 + walk[2 * n + x], a0, x, links[2 * n + x], copy) }
+                }
+            }
+            // a == x: no pull.
+            var c = walk[x]
+            guard c.isFinite else { continue }
+            var copyKind: CopyKind?
+            if needsCopy[x] {
+                guard canCopy[x] else { continue }
+                c = c + copyCost
+                copyKind = .shallow
+            }
+            if x == n - 1 && (p.flatten != .keepBase || copyKind == nil || n == 1) { consider(c, x, x, -1, copyKind) }
+            if allowMulti && x < n - 1 {
+                let anyGap = removable[x]
+                consider(c + (anyGap ? walk[2 * n + x] : tight[x]), x, x, anyGap ? links[2 * n + x] : x + 1, copyKind)
+            }
+        }
+        if p.canFullCopy && p.flatten != .keepBase && needsCopy[0] {
+            let full = Cost(bytes: pre[n - 1], steps: 1, dropped: n, commits: 0)
             if full < bestCost {
                 bestCost = full
-                chosen = (0, n - 1, nil, .full)
+                (chosenA, chosenX, chosenS2, chosenCopy) = (0, n - 1, -1, .full)
             }
         }
 
-        guard let chosen, bestCost.isFinite else { return nil }
+        guard chosenA >= 0, bestCost.isFinite else { return nil }
         let cost = bestCost.planCost
-        if chosen.copy == .full {
+        if chosenCopy == .full {
             return ShapeSolution(
                 survivors: [], pulledThrough: n - 1, copy: .full, cost: cost,
                 operations: [.copy(.full, from: 0, through: n - 1, base: nil)])
         }
-        let finalActive = chosen.a
-        let finalX = chosen.x
-        var survivors = [finalActive]
-        if let s2 = chosen.s2 {
+        let finalActive = chosenA
+        let finalX = chosenX
+        var survivors: [Int] = []
+        survivors.reserveCapacity(min(limit, n))
+        survivors.append(finalActive)
+        if chosenS2 >= 0 {
+            let s2 = chosenS2
             survivors.append(s2)
             var j = s2
             var c = limit - 1
@@ -363,44 +560,60 @@ public enum ShapeSolver {
             }
         }
         var ops: [ShapeOperation] = []
-        // Non-active commits bottom-up; the top gap's lower part (finalX+1 ..< s2) last.
+        ops.reserveCapacity(survivors.count + 3)
+        // Non-active commits bottom-up; the top gap's lower part (finalX+1 ..< s2) last, or after the walk when
+        // finalX (the image above it until the walk) may not have its header rewritten.
+        var topGapAfterWalk = false
         for index in stride(from: survivors.count - 1, through: 1, by: -1) {
             let lower = survivors[index]
             let upper = index == 1 ? finalX : survivors[index - 1]
-            if lower - upper > 1 { ops.append(.commit(top: upper + 1, base: lower)) }
+            guard lower - upper > 1 else { continue }
+            if index == 1 && !removable[finalX] {
+                topGapAfterWalk = true
+            } else {
+                ops.append(.commit(top: upper + 1, base: lower))
+            }
         }
-        // The walk, from the final state back to (0, 0).
-        var walkOps: [ShapeOperation] = []
-        var (a, x) = (finalActive, finalX)
+        // The walk, from the final state back to (0, 0), appended in reverse and flipped.
+        let walkStart = ops.count
+        var a = finalActive
+        var x = finalX
         while true {
             if x > a {
-                let base: Int? = x == finalX ? (survivors.count > 1 ? survivors[1] : nil) : x + 1
-                walkOps.append(.pull(into: a, after: a, through: x, base: base))
+                let base: Int? =
+                    x == finalX && !topGapAfterWalk ? (survivors.count > 1 ? survivors[1] : nil) : x + 1
+                ops.append(.pull(into: a, after: a, through: x, base: base))
             }
             let from = links[a]
             if from < 0 { break }
             let (fromA, fromX) = (from / n, from % n)
-            walkOps.append(.activeCommit(top: fromA, after: fromX, base: a))
+            ops.append(.activeCommit(top: fromA, after: fromX, base: a))
             (a, x) = (fromA, fromX)
         }
-        ops.append(contentsOf: walkOps.reversed())
-        if let copy = chosen.copy {
+        ops[walkStart...].reverse()
+        if topGapAfterWalk { ops.append(.commit(top: finalX + 1, base: survivors[1])) }
+        if let copy = chosenCopy {
             ops.append(.copy(copy, from: finalActive, through: finalX, base: survivors.count > 1 ? survivors[1] : nil))
         }
         return ShapeSolution(
-            survivors: survivors, pulledThrough: finalX, copy: chosen.copy, cost: cost, operations: ops)
+            survivors: survivors, pulledThrough: finalX, copy: chosenCopy, cost: cost, operations: ops)
     }
 
     /// The fewest images the chain can be brought to (ignoring flatten and storage rules), or nil if it cannot
     /// even stay as it is (never for a non-empty chain).
     public static func shortestReachable(_ p: ShapeProblem, costs: CostModel) -> Int? {
+        guard let masks = ShapeMasks(p) else { return nil }
+        return shortestReachable(masks, costs: costs, scratch: SolverScratch())
+    }
+
+    static func shortestReachable(_ p: ShapeMasks, costs: CostModel, scratch: SolverScratch) -> Int? {
         var q = p
         q.flatten = .none
-        q.needsCopy = [Bool](repeating: false, count: p.count)
+        q.needsCopy = PositionSet()
         q.canFullCopy = false
         for depth in 1...max(p.count, 1) {
             q.maxDepth = depth
-            if solve(q, costs: costs) != nil { return depth }
+            if solve(q, costs: costs, scratch: scratch) != nil { return depth }
         }
         return nil
     }
