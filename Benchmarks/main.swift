@@ -207,9 +207,11 @@ func parseBench(_ args: [String]) throws {
 /// comparison): read the bytes, scan the XML keeping nothing, build the kept element tree, build the model, and
 /// canonicalise paths through the resolver; then the reference index.
 func parsePhases(_ paths: [String]) throws {
-    let files = try InventoryReader.xmlFiles(paths)
     let ms = { (t: Double) in String(format: "%7.1f ms", t * 1000) }
     var t = now()
+    let files = try InventoryReader.xmlFiles(paths)
+    print("list files                    \(ms(now() - t))")
+    t = now()
     let bytes = try files.map { try InventoryReader.readFile($0) }
     print("read \(files.count) files            \(ms(now() - t)) (\(bytes.reduce(0) { $0 + $1.count }) bytes)")
     t = now()
@@ -217,9 +219,9 @@ func parsePhases(_ paths: [String]) throws {
     for b in bytes { n += try XMLReader.parse(b, keep: { _ in .skip }).children.count }
     print("scan only (keep nothing)      \(ms(now() - t))")
     t = now()
-    var trees: [XMLElement] = []
+    var trees: [XMLNode] = []
     trees.reserveCapacity(bytes.count)
-    for b in bytes { trees.append(try XMLReader.parse(b, keep: DomainXML.domainKeepForBench)) }
+    for b in bytes { trees.append(try XMLReader.document(b, keep: DomainXML.domainKeepForBench)) }
     print("scan + element tree           \(ms(now() - t))")
     t = now()
     var plain: [ChainCore.Domain] = []
@@ -476,6 +478,7 @@ do {
     switch args.first {
     case "gen-xml": try genXML(rest)
     case "parse": try parseBench(rest)
+    case "strategies": strategiesBench(rest)
     case "plan-only": try planOnly(rest)
     case "live-setup": try liveSetup(rest)
     case "live-teardown": try liveTeardown(rest)

@@ -66,9 +66,9 @@ build virt-chain
 bench="$PWD/.build/release/virt-chain-bench"
 vc="$PWD/.build/release/virt-chain"
 
+prefix="vcbench-$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')-"   # unique per run
 work="$(mktemp -d /tmp/vcbl.XXXXXX)"
 state="$work/state.json"
-prefix="vcbench-$(tr -dc 'a-z0-9' </dev/urandom | head -c 6)-"
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM

@@ -420,6 +420,25 @@ public struct Inventory: Sendable, Codable, Hashable {
         }
     }
 
+    /// How many foreign references `key` has, and the first `limit` of them (without building the whole list).
+    public func foreignReferenceSample(
+        of key: String, domain: String, disk: String, limit: Int
+    ) -> (count: Int, sample: [ImageReference]) {
+        guard let list = index[key] else { return (0, []) }
+        var count = 0
+        var sample: [ImageReference] = []
+        for ref in list.all {
+            switch ref.kind {
+            case .chain: if ref.domain == domain && ref.disk == disk { continue }
+            case .snapshotState: break
+            case .snapshotOverlay: continue
+            }
+            count += 1
+            if sample.count < limit { sample.append(ref) }
+        }
+        return (count, sample)
+    }
+
     public func isShared(_ key: String, domain: String, disk: String) -> Bool {
         hasForeignReference(key: key, domain: domain, disk: disk)
     }

@@ -10,8 +10,9 @@ public enum PlanBuilder {
         var input = PlannerInput(inventory: inventory, assignments: assignments, config: config, freeSpace: [:])
         var plan = Planner.plan(input)
         let touched = Set(plan.steps.map { DiskKey(domain: $0.domain, disk: $0.disk) })
-        if !touched.isEmpty {
-            if measure { InventoryReader.measureAllocation(&inventory, disks: touched) }
+        // Without measurements (XML review) the second pass would see the same input: skip it.
+        if measure && !touched.isEmpty {
+            InventoryReader.measureAllocation(&inventory, disks: touched)
             input.inventory = inventory
             input.freeSpace = FreeSpace.directories(of: inventory, disks: touched, assignments: assignments)
             plan = Planner.plan(input)

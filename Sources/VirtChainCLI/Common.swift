@@ -35,6 +35,10 @@ func emit(_ s: String) {
     FileHandle.standardOutput.write(Data(s.utf8))
 }
 
+func emit(_ bytes: [UInt8]) {
+    FileHandle.standardOutput.write(Data(bytes))
+}
+
 /// Runs a command body, turning every error into a message on stderr and exit 1 (never a stack trace).
 func runReporting(_ body: () throws -> Int32) throws {
     let code: Int32

@@ -56,16 +56,15 @@ struct PlanCommand: ParsableCommand {
             let plan = PlanBuilder.build(
                 inventory: &inventory, assignments: match.assignments, config: hostConfig,
                 policyDigest: loaded.result.digest, measure: source.domainXML.isEmpty)
-            let rendered: String
+            let json = format == .json || out != nil ? PlanRender.json(plan).renderBytes() : []
             switch format {
-            case .text: rendered = PlanRender.text(plan)
-            case .json: rendered = PlanRender.json(plan).render()
-            case .markdown: rendered = PlanRender.markdown(plan)
+            case .text: emit(PlanRender.text(plan))
+            case .json: emit(json)
+            case .markdown: emit(PlanRender.markdown(plan))
             }
-            emit(rendered)
             if let out {
                 do {
-                    try PlanRender.json(plan).render().write(toFile: out, atomically: true, encoding: .utf8)
+                    try Data(json).write(to: URL(fileURLWithPath: out), options: .atomic)
                 } catch {
                     throw CLIError("cannot write plan to \(out): \(error.localizedDescription)")
                 }

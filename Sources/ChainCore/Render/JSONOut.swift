@@ -16,69 +16,83 @@ public indirect enum JSONOut: Sendable, Equatable {
 
     /// Pretty-printed with two-space indentation and a trailing newline.
     public func render() -> String {
-        var out = ""
+        String(decoding: renderBytes(), as: UTF8.self)
+    }
+
+    /// The same as `render()`, as UTF-8 bytes (no intermediate String).
+    public func renderBytes() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
         write(into: &out, indent: 0)
-        out += "\n"
+        out.append(0x0A)
         return out
     }
 
-    func write(into out: inout String, indent: Int) {
-        let pad = String(repeating: "  ", count: indent + 1)
-        let closePad = String(repeating: "  ", count: indent)
+    @inline(__always) static func pad(_ out: inout [UInt8], _ n: Int) {
+        for _ in 0..<(2 * n) { out.append(0x20) }
+    }
+
+    func write(into out: inout [UInt8], indent: Int) {
         switch self {
         case .object(let members):
             if members.isEmpty {
-                out += "{}"
+                out.append(contentsOf: [0x7B, 0x7D])
                 return
             }
-            out += "{\n"
+            out.append(contentsOf: [0x7B, 0x0A])
             for (i, (k, v)) in members.enumerated() {
-                out += pad
+                JSONOut.pad(&out, indent + 1)
                 JSONOut.escape(k, into: &out)
-                out += ": "
+                out.append(contentsOf: [0x3A, 0x20])
                 v.write(into: &out, indent: indent + 1)
-                out += i + 1 < members.count ? ",\n" : "\n"
+                if i + 1 < members.count { out.append(0x2C) }
+                out.append(0x0A)
             }
-            out += closePad + "}"
+            JSONOut.pad(&out, indent)
+            out.append(0x7D)
         case .array(let items):
             if items.isEmpty {
-                out += "[]"
+                out.append(contentsOf: [0x5B, 0x5D])
                 return
             }
-            out += "[\n"
+            out.append(contentsOf: [0x5B, 0x0A])
             for (i, v) in items.enumerated() {
-                out += pad
+                JSONOut.pad(&out, indent + 1)
                 v.write(into: &out, indent: indent + 1)
-                out += i + 1 < items.count ? ",\n" : "\n"
+                if i + 1 < items.count { out.append(0x2C) }
+                out.append(0x0A)
             }
-            out += closePad + "]"
+            JSONOut.pad(&out, indent)
+            out.append(0x5D)
         case .string(let s): JSONOut.escape(s, into: &out)
-        case .int(let n): out += String(n)
-        case .uint(let n): out += String(n)
-        case .bool(let b): out += b ? "true" : "false"
-        case .null: out += "null"
+        case .int(let n): out.append(contentsOf: String(n).utf8)
+        case .uint(let n): out.append(contentsOf: String(n).utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .null: out.append(contentsOf: "null".utf8)
         }
     }
 
-    static func escape(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
+    static func escape(_ s: String, into out: inout [UInt8]) {
+        out.append(0x22)
+        var s = s
+        s.withUTF8 { b in
+            for c in b {
+                switch c {
+                case 0x22: out.append(contentsOf: [0x5C, 0x22])
+                case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
+                case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
+                case 0x0D: out.append(contentsOf: [0x5C, 0x72])
+                case 0x09: out.append(contentsOf: [0x5C, 0x74])
+                case 0..<0x20:
+                    let hex = Array(String(c, radix: 16).utf8)
+                    out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30])
+                    if hex.count == 1 { out.append(0x30) }
+                    out.append(contentsOf: hex)
+                default: out.append(c)  // UTF-8 bytes ≥ 0x20 pass through unchanged
                 }
             }
         }
-        out += "\""
+        out.append(0x22)
     }
 }
 

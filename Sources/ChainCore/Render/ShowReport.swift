@@ -46,7 +46,10 @@ public enum Compliance {
 public struct ShowReport: Sendable {
     public struct LayerRow: Sendable {
         public var layer: Layer
+        /// The first `ShowReport.sharedSample` other chains and snapshots that reference the image.
         public var sharedWith: [ImageReference]
+        /// How many there are in all.
+        public var sharedCount: Int
         public var protected: Bool
     }
 
@@ -66,6 +69,9 @@ public struct ShowReport: Sendable {
 
     public var host: String
     public var domains: [DomainRow]
+    /// How many sharers of one image are named (a golden base can be shared by hundreds of disks; naming all of
+    /// them on every disk would make the output grow with the square of the host's size). The count is exact.
+    public static let sharedSample = 5
 
     /// Builds the report. `assignments` holds the single policy of each disk; `conflicts` the message of each disk
     /// matched by more than one policy.
@@ -82,9 +88,11 @@ public struct ShowReport: Sendable {
                 let policy = assignments[key]
                 var layers: [LayerRow] = []
                 for layer in disk.chain?.layers ?? [] {
-                    let foreign = inventory.foreignReferences(of: layer.key, domain: domain.name, disk: disk.target)
+                    let foreign = inventory.foreignReferenceSample(
+                        of: layer.key, domain: domain.name, disk: disk.target, limit: ShowReport.sharedSample)
                     let protected = layer.source.path.map { p in policy?.protects(path: p) ?? false } ?? false
-                    layers.append(LayerRow(layer: layer, sharedWith: foreign, protected: protected))
+                    layers.append(
+                        LayerRow(layer: layer, sharedWith: foreign.sample, sharedCount: foreign.count, protected: protected))
                 }
                 var problems = Compliance.problems(domain: domain, disk: disk, policy: policy, inventory: inventory)
                 if let conflict = conflicts[key] { problems.insert(conflict, at: 0) }
@@ -151,8 +159,10 @@ public struct ShowReport: Sendable {
         for lr in row.layers {
             let l = lr.layer
             var marks: [String] = []
-            if !lr.sharedWith.isEmpty {
-                marks.append("shared with " + lr.sharedWith.map(\.description).joined(separator: ", "))
+            if lr.sharedCount > 0 {
+                let shown = lr.sharedWith.prefix(ShowReport.sharedSample).map(\.description).joined(separator: ", ")
+                let more = lr.sharedCount - lr.sharedWith.count
+                marks.append("shared with " + shown + (more > 0 ? " and \(more) more" : ""))
             }
             if lr.protected { marks.append("protected") }
             if !l.formatRecorded && l.key != chain.layers.first?.key { marks.append("backing format not recorded") }
@@ -237,8 +247,12 @@ public struct ShowReport: Sendable {
                             ("index", .num(lr.layer.index)),
                             ("virtualSize", .num(lr.layer.virtualSize)),
                             ("dataBytes", .num(lr.layer.dataBytes)),
-                            ("shared", .bool(!lr.sharedWith.isEmpty)),
-                            ("sharedWith", .array(lr.sharedWith.map { .string($0.description) })),
+                            ("shared", .bool(lr.sharedCount > 0)),
+                            ("sharedCount", .int(Int64(lr.sharedCount))),
+                            (
+                                "sharedWith",
+                                .array(lr.sharedWith.prefix(ShowReport.sharedSample).map { .string($0.description) })
+                            ),
                             ("protected", .bool(lr.protected)),
                             ("formatRecorded", .bool(lr.layer.formatRecorded)),
                             ("bitmaps", .array(lr.layer.bitmaps.map { .string($0) })),
