@@ -55,16 +55,17 @@ struct ReferenceFilter: @unchecked Sendable {
     }
 }
 
-/// What a plan computes once per policy: the protect matcher, the normalised storage.activeDir and the texts its
-/// steps share (one string for every step of every disk the policy governs, instead of one per step).
-final class PolicyContext: @unchecked Sendable {
+/// What a plan computes once per policy (and planning thread): the protect matcher, the normalised
+/// storage.activeDir and the texts its steps share (one string for many steps, instead of one per step). Not
+/// thread-safe (the depth texts are made on first use).
+final class PolicyContext {
     let policy: Policy
     let protect: ProtectMatcher
     let activeDir: String?
     /// `FILE:LINE` of the policy.
     let location: String
-    /// `depth N > maxDepth M` for N = maxDepth+1 … maxDepth+32.
-    private let depthRules: [String]
+    /// `depth N > maxDepth M` for N = maxDepth+1 …, made on first use.
+    private var depthRules: [String?] = []
     /// `active image not in storage.activeDir DIR`
     let activeDirRule: String
 
@@ -77,11 +78,6 @@ final class PolicyContext: @unchecked Sendable {
         activeDir = policy.activeDir.map(PlanPath.normalizedDir)
         activeDirAllowed = activeDir.map { roots.allows($0) } ?? true
         location = policy.location.fileLine
-        if let maxDepth = policy.effectiveMaxDepth {
-            depthRules = (maxDepth + 1...maxDepth + 32).map { "depth \($0) > maxDepth \(maxDepth)" }
-        } else {
-            depthRules = []
-        }
         activeDirRule = "active image not in storage.activeDir \(activeDir ?? "")"
     }
 
@@ -90,8 +86,12 @@ final class PolicyContext: @unchecked Sendable {
     /// `depth n > maxDepth M` (n > M).
     func depthRule(_ n: Int, maxDepth: Int) -> String {
         let k = n - maxDepth - 1
-        if k >= 0 && k < depthRules.count { return depthRules[k] }
-        return "depth \(n) > maxDepth \(maxDepth)"
+        guard k >= 0 && k < 256 else { return "depth \(n) > maxDepth \(maxDepth)" }
+        if k >= depthRules.count { depthRules.append(contentsOf: repeatElement(nil, count: k + 1 - depthRules.count)) }
+        if let rule = depthRules[k] { return rule }
+        let rule = "depth \(n) > maxDepth \(maxDepth)"
+        depthRules[k] = rule
+        return rule
     }
 }
 
@@ -383,6 +383,8 @@ struct DiskPlanner {
     let layers: [Layer]
     let paths: [String]
     var blocked: [Blocked] = []
+    /// The copy destination last checked by `isDestinationFree` (the chosen copy's).
+    var chosenDestination: (from: Int, path: String)?
 
     init(
         domain: Domain, disk: Disk, chain: Chain, context: PlanContext, policy: PolicyContext, scratch: SolverScratch
@@ -458,6 +460,7 @@ struct DiskPlanner {
         var solution: ShapeSolution?
         var costs: CostModel?
         if !shapeOK {
+            scratch.sink &+= warmLayers()
             var a = analyze()
             if let loop = a.loop {
                 block(
@@ -508,6 +511,27 @@ struct DiskPlanner {
         return rebases
     }
 
+    /// Reads a word from each of the five cache lines every layer spans (and the first byte of each path), in one
+    /// tight loop: the inventory is far larger than the caches, and loads that do not depend on each other miss the
+    /// cache side by side here instead of one after another in the analysis, the costs and the fingerprint.
+    @inline(never)
+    func warmLayers() -> Int {
+        var sum = 0
+        layers.withUnsafeBufferPointer { layers in
+            for i in layers.indices {
+                sum &+= layers[i].format?.utf8.count ?? 0
+                sum &+= Int(truncatingIfNeeded: layers[i].fileSize ?? 0)
+                sum &+= layers[i].bitmaps.count
+                sum &+= layers[i].encrypted ? 1 : 0
+                sum &+= layers[i].allocation == nil ? 0 : 1
+                if let path = layers[i].source.path {
+                    sum &+= path.utf8.withContiguousStorageIfAvailable { Int($0.first ?? 0) } ?? 0
+                }
+            }
+        }
+        return sum
+    }
+
     // MARK: - Chain problems
 
     mutating func blockChainProblems() {
@@ -546,9 +570,10 @@ struct DiskPlanner {
         activeDir.map { PlanPath.join($0, PlanPath.basename(paths[i])) }
     }
 
-    /// Whether nothing uses the copy destination of position i yet.
-    func isDestinationFree(_ i: Int) -> Bool {
+    /// Whether nothing uses the copy destination of position i yet (remembered for the copy step).
+    mutating func isDestinationFree(_ i: Int) -> Bool {
         guard let dest = destination(i) else { return false }
+        chosenDestination = (i, dest)
         var referenced = false
         inventory.forEachReference(of: dest) { _ in
             referenced = true
@@ -1022,21 +1047,36 @@ struct DiskPlanner {
             _ action: StepAction, top: String?, base: String?, destination: String? = nil, bytes: UInt64,
             rule: String, backingFormat: String? = nil, after: [String]
         ) {
-            steps.append(
+            func make() -> Step {
                 Step(
                     id: 0, host: host, domain: domainName, disk: target, action: action, mode: mode,
                     top: top, base: base, destination: destination, estimatedBytes: bytes,
                     reason: StepReason(rule: rule, policy: policyName, location: location),
-                    backingFormat: backingFormat, expectBefore: current, expectAfter: after))
+                    backingFormat: backingFormat, expectBefore: current, expectAfter: after)
+            }
+            if let sink = scratch.steps {
+                sink.append(make())
+            } else {
+                steps.append(make())
+            }
             current = after
         }
         /// The chain now: the copy destination, then the surviving original layers.
         func chainNow() -> [String] {
-            var out: [String] = []
-            out.reserveCapacity(n + 1)
-            if let copied { out.append(copied) }
-            for i in 0..<n where alive[i] { out.append(paths[i]) }
-            return out
+            var count = copied == nil ? 0 : 1
+            for i in 0..<n where alive[i] { count += 1 }
+            return [String](unsafeUninitializedCapacity: count) { buffer, initialized in
+                var next = buffer.baseAddress!
+                if let copied {
+                    next.initialize(to: copied)
+                    next += 1
+                }
+                for i in 0..<n where alive[i] {
+                    next.initialize(to: paths[i])
+                    next += 1
+                }
+                initialized = count
+            }
         }
         func without(_ op: ShapeOperation) -> [String] {
             for i in 0..<n where op.removes(i) { alive[i] = false }
@@ -1054,7 +1094,7 @@ struct DiskPlanner {
 
         if let solution, let costs, let a = analysis {
             let rule = shapeRule
-            steps.reserveCapacity(rebases.count + solution.operations.count)
+            if scratch.steps == nil { steps.reserveCapacity(rebases.count + solution.operations.count) }
             for op in solution.operations {
                 let bytes = ShapeSolver.bytes(of: op, costs)
                 switch op {
@@ -1064,7 +1104,7 @@ struct DiskPlanner {
                     add(.pull, top: paths[into], base: base.map { paths[$0] }, bytes: bytes, rule: rule,
                         after: without(op))
                 case .copy(let kind, let from, _, let base):
-                    let dest = destination(from) ?? paths[from]
+                    let dest = (chosenDestination?.from == from ? chosenDestination?.path : destination(from)) ?? paths[from]
                     if kind == .full {
                         alive = PositionSet()
                     } else if let first = alive.first {
@@ -1099,6 +1139,10 @@ struct DiskPlanner {
         guard layers[i].source.kind == .file, layers[i].source.path != nil, !a.protected[i],
             !a.effectivelyShared[i], a.inRoots[i]
         else { return false }
+        // An image the filter rules out has one reference only: this chain.
+        if let filter = context.filter, !filter.mayHaveSeveral(PlanBytes.withBytes(paths[i], PlanBytes.hash)) {
+            return true
+        }
         return inventory.isReferencedOnlyByChain(key: layers[i].key, domain: domain.name, disk: disk.target)
     }
 }

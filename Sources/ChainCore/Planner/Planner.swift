@@ -82,6 +82,8 @@ struct FingerprintEntry: Sendable {
 /// consumes the results).
 struct ChunkOutput: Sendable {
     var results: [JobResult] = []
+    /// The steps of all the chunk's planned disks, in order (`JobResult.stepCount` each).
+    var stepSink: StepSink?
     var steps = 0
     var disks = 0
     var blocked = 0
@@ -92,26 +94,10 @@ struct SharedSlots<T>: @unchecked Sendable {
     let base: UnsafeMutablePointer<T>
 }
 
-/// The distinct policies of a plan and their contexts, found by the workers as they meet them.
-final class PolicyRegistry: @unchecked Sendable {
-    private let lock = DispatchQueue(label: "virt-chain.planner.policies")
-    private var contexts: [PolicyContext] = []
-    private let roots: AllowedRoots
-
-    init(roots: AllowedRoots) { self.roots = roots }
-
-    /// The context of `policy` (made on first use).
-    func context(for policy: Policy) -> PolicyContext {
-        lock.sync {
-            if let known = contexts.first(where: { $0.policy == policy }) { return known }
-            let made = PolicyContext(policy, roots: roots)
-            contexts.append(made)
-            return made
-        }
-    }
-
+/// Policy names in a plan's assignments.
+enum PolicyNames {
     /// Whether two different policies of `assignments` have the same name (never for a validated policy set).
-    static func namesAreAmbiguous(_ assignments: [DiskKey: Policy]) -> Bool {
+    static func areAmbiguous(_ assignments: [DiskKey: Policy]) -> Bool {
         var seen: [Policy] = []
         for policy in assignments.values where !seen.contains(where: { $0 == policy }) {
             if seen.contains(where: { $0.name == policy.name }) { return true }
@@ -121,49 +107,35 @@ final class PolicyRegistry: @unchecked Sendable {
     }
 }
 
-/// One worker's view of the registry: the contexts it already met, by policy name. Policy names are unique in a
-/// validated set, and reading only the name of an assignment copies nothing reference-counted (for the usual
-/// short names), so the threads do not contend on the reference counts of the policies' strings and arrays.
-/// `byName` false: compare whole policies (when two different policies share a name).
+/// One worker's policy contexts, each made on first use. The contexts are the worker's own (not shared with other
+/// threads), so the reference counts of the contexts and of the texts every step shares never bounce between
+/// processors. Policies are told apart by name, which is unique in a validated set: reading only the name of an
+/// assignment copies nothing reference-counted for the usual short names. `byName` false: compare whole
+/// policies (when two different policies share a name).
 struct PolicyCache {
-    let registry: PolicyRegistry
+    let roots: AllowedRoots
     let byName: Bool
     private var known: [(name: String, context: PolicyContext)] = []
 
-    init(_ registry: PolicyRegistry, byName: Bool) {
-        self.registry = registry
+    init(roots: AllowedRoots, byName: Bool) {
+        self.roots = roots
         self.byName = byName
     }
 
     /// The context of the policy `assignments[key]`, or nil when the disk is not managed.
     mutating func context(_ assignments: [DiskKey: Policy], _ key: DiskKey) -> PolicyContext? {
-        guard byName else { return assignments[key].map { registry.context(for: $0) } }
-        guard let name = assignments[key]?.name else { return nil }
-        for entry in known where entry.name == name { return entry.context }
+        if byName {
+            guard let name = assignments[key]?.name else { return nil }
+            for k in known.indices where known[k].name == name { return known[k].context }
+        }
         guard let policy = assignments[key] else { return nil }
-        let context = registry.context(for: policy)
-        known.append((name, context))
+        if !byName {
+            for k in known.indices where known[k].context.policy == policy { return known[k].context }
+        }
+        let context = PolicyContext(policy, roots: roots)
+        known.append((policy.name, context))
         return context
     }
-}
-
-extension DiskOutcome {
-    /// The steps of a planned change, moved out (the change keeps an empty list); [] otherwise.
-    mutating func takeSteps() -> [Step] {
-        guard case .planned(var change) = self else { return [] }
-        self = .skipped  // drop this reference first, so that `change` holds its arrays alone
-        let steps = change.steps
-        change.steps = []
-        self = .planned(change)
-        return steps
-    }
-}
-
-extension Step {
-    /// A step holding nothing reference-counted: fills slots whose step was moved elsewhere.
-    static let moved = Step(
-        id: 0, host: "", domain: "", disk: "", action: .commit, mode: .live, top: nil, base: nil, destination: nil,
-        estimatedBytes: 0, reason: StepReason(rule: "", policy: "", location: ""))
 }
 
 public enum Planner {
@@ -172,6 +144,8 @@ public enum Planner {
     static let domainsPerChunk = 128
 
     public static func plan(_ input: PlannerInput) -> Plan {
+        let T0 = DispatchTime.now().uptimeNanoseconds
+        @Sendable func tick(_ what: String) { if plannerTiming { print("\(what) \(Double(DispatchTime.now().uptimeNanoseconds - T0) / 1e6)") } }
         let inventory = input.inventory
         let assignments = input.assignments
         let domainCount = inventory.domains.count
@@ -195,15 +169,15 @@ public enum Planner {
             if task == 0 {
                 filterSlot.base.pointee = ReferenceFilter(inventory)
             } else {
-                ambiguousSlot.base.pointee = PolicyRegistry.namesAreAmbiguous(assignments)
+                ambiguousSlot.base.pointee = PolicyNames.areAmbiguous(assignments)
             }
         }
+        tick("phase0")
         let byName = !ambiguousSlot.base.move()
         let context = PlanContext(
             inventory: inventory, config: input.config, freeSpace: input.freeSpace, filter: filterSlot.base.move())
         filterSlot.base.deallocate()
         ambiguousSlot.base.deallocate()
-        let registry = PolicyRegistry(roots: context.roots)
 
         // (Capacities are at least 1, so that every buffer has an address.)
         let outputSlots = SharedSlots(base: UnsafeMutablePointer<ChunkOutput>.allocate(capacity: max(chunks, 1)))
@@ -218,16 +192,17 @@ public enum Planner {
             fingerprintSlots.base.deallocate()
         }
         var plan = Plan(host: inventory.host)
-        withExtendedLifetime((context, registry)) {
+        withExtendedLifetime(context) {
             // 1. Each chunk of domains: every managed disk, in inventory order, planned independently (each chunk's
             //    results land in its own slot, so the plan does not depend on scheduling), then the snapshot
             //    metadata of its domains.
             forEachChunk(chunks) { c in
                 let domains = (c * domainsPerChunk)..<min(domainCount, (c + 1) * domainsPerChunk)
                 (outputSlots.base[c], fingerprintSlots.base[c]) = planChunk(
-                    domains, assignments, context, registry, byName: byName)
+                    domains, assignments, context, byName: byName)
             }
 
+            tick("phase1")
             // 2. Where each chunk's steps, disk plans and blocked reasons go; step ids follow.
             var stepStart = [Int](repeating: 0, count: chunks + 1)
             var diskStart = stepStart
@@ -238,6 +213,7 @@ public enum Planner {
                 blockedStart[c + 1] = blockedStart[c] + outputSlots.base[c].blocked
             }
 
+            tick("phase2")
             // 3. Each chunk moves its steps (numbered), disk plans and blocked reasons into place; one more
             //    task fills the fingerprints meanwhile. (Capacities are at least 1, so that every buffer has
             //    an address.)
@@ -255,11 +231,18 @@ public enum Planner {
                         let diskSlots = SharedSlots(base: diskBuffer.baseAddress!)
                         let blockedSlots = SharedSlots(base: blockedBuffer.baseAddress!)
                         let starts = (stepStart, diskStart, blockedStart)
-                        forEachChunk(chunks + 1) { c in
-                            if c == chunks {
+                        // (The fingerprints first: they are the longest task, and would otherwise run alone at
+                        // the end.)
+                        forEachChunk(chunks + 1) { task in
+                            if task == 0 {
+                                tick("fp-start")
                                 table.base.pointee = fingerprintDictionary(fingerprintSlots, chunks)
+                                tick("fp-end")
                                 return
                             }
+                            if task == 1 { tick("emit-first") }
+                            if task == chunks { tick("emit-last") }
+                            let c = task - 1
                             emitChunk(
                                 outputSlots, c, inventory.domains, steps: stepSlots.base + starts.0[c],
                                 firstID: starts.0[c] + 1, disks: diskSlots.base + starts.1[c],
@@ -271,36 +254,40 @@ public enum Planner {
                 }
                 stepCount = stepStart[chunks]
             }
+            tick("phase3")
             plan.steps = stepsOut
             plan.disks = disksOut
             plan.blocked = blockedOut
             plan.fingerprints = table.base.move()
         }
+        tick("end")
         return plan
     }
 
     /// Phase 1 for one chunk of domains.
     private static func planChunk(
-        _ range: Range<Int>, _ assignments: [DiskKey: Policy], _ context: PlanContext, _ registry: PolicyRegistry,
-        byName: Bool
+        _ range: Range<Int>, _ assignments: [DiskKey: Policy], _ context: PlanContext, byName: Bool
     ) -> (ChunkOutput, [FingerprintEntry]) {
         let scratch = SolverScratch()
-        var policies = PolicyCache(registry, byName: byName)
+        let sink = StepSink()
+        scratch.steps = sink
+        var policies = PolicyCache(roots: context.roots, byName: byName)
         let domains = context.inventory.domains
         var out = ChunkOutput()
-        /// Disks whose fingerprint the plan carries, fingerprinted together at the end.
-        var touchedDisks: [(domain: Int, disk: Int)] = []
         out.results.reserveCapacity(range.count * 2)
+        /// The disks whose fingerprint the plan carries: keys now, values hashed together at the end.
+        var keys: [String] = []
+        var batch = Fingerprint.Batch()
+        out.stepSink = sink
         for d in range {
-            let name = domains[d].name
+            let domain = domains[d]
             let first = out.results.count
-            for k in domains[d].disks.indices {
-                let key = DiskKey(domain: name, disk: domains[d].disks[k].target)
+            for k in domain.disks.indices {
+                let key = DiskKey(domain: domain.name, disk: domain.disks[k].target)
                 guard let policy = policies.context(assignments, key) else { continue }
+                let sinkBefore = sink.count
                 let outcome = withExtendedLifetime(policy) {
-                    planDisk(
-                        domain: domains[d], disk: domains[d].disks[k], policy: policy, context: context,
-                        scratch: scratch)
+                    planDisk(domain: domain, disk: domain.disks[k], policy: policy, context: context, scratch: scratch)
                 }
                 var stepCount = 0
                 var touched = false
@@ -310,18 +297,21 @@ public enum Planner {
                 case .blocked(let reasons):
                     out.blocked += reasons.count
                     touched = true
-                case .planned(let change):
+                case .planned:
+                    // (Its steps went to the sink.)
                     out.disks += 1
-                    stepCount = change.steps.count
+                    stepCount = sink.count - sinkBefore
                     touched = stepCount > 0
                 }
                 out.steps += stepCount
                 out.results.append(JobResult(domain: d, disk: k, outcome: outcome, stepCount: stepCount))
-                if touched { touchedDisks.append((d, k)) }
+                if touched {
+                    keys.append(Fingerprint.key(domain, domain.disks[k]))
+                    batch.add(domain, domain.disks[k])
+                }
             }
             // Snapshot metadata of the domain, decided on all its planned disks.
-            guard !domains[d].snapshots.isEmpty, out.results.count > first else { continue }
-            let domain = domains[d]
+            guard !domain.snapshots.isEmpty, out.results.count > first else { continue }
             var changes: [String: DiskChange] = [:]
             var diskPolicies: [String: Policy] = [:]
             var diskIndex: [String: Int] = [:]
@@ -329,7 +319,7 @@ public enum Planner {
                 guard case .planned(let change) = out.results[r].outcome else { continue }
                 changes[change.disk] = change
                 diskIndex[change.disk] = out.results[r].disk
-                if let policy = assignments[DiskKey(domain: name, disk: change.disk)] {
+                if let policy = assignments[DiskKey(domain: domain.name, disk: change.disk)] {
                     diskPolicies[change.disk] = policy
                 }
             }
@@ -340,16 +330,14 @@ public enum Planner {
             out.results[out.results.count - 1].metadata = metadata
             for step in metadata {
                 guard let k = diskIndex[step.disk] else { continue }
-                touchedDisks.append((d, k))
+                keys.append(Fingerprint.key(domain, domain.disks[k]))
+                batch.add(domain, domain.disks[k])
             }
         }
-        let values = Fingerprint.disks(touchedDisks, in: domains)
+        let values = batch.finish()
         var fingerprints: [FingerprintEntry] = []
         fingerprints.reserveCapacity(values.count)
-        for (item, value) in zip(touchedDisks, values) {
-            let domain = domains[item.domain]
-            fingerprints.append(FingerprintEntry(key: Fingerprint.key(domain, domain.disks[item.disk]), value: value))
-        }
+        for (key, value) in zip(keys, values) { fingerprints.append(FingerprintEntry(key: key, value: value)) }
         return (out, fingerprints)
     }
 
@@ -374,6 +362,7 @@ public enum Planner {
     ) {
         var results: [JobResult] = []
         swap(&results, &outputs.base[c].results)
+        guard let sink = outputs.base[c].stepSink else { return }
         var stepOut = steps
         var diskOut = disks
         var blockedOut = blocked
@@ -387,8 +376,10 @@ public enum Planner {
             var metadata: [Step] = []
             while i < results.count && results[i].domain == d {
                 if !results[i].metadata.isEmpty { swap(&metadata, &results[i].metadata) }
-                var moved = results[i].outcome.takeSteps()
-                switch results[i].outcome {
+                // Take the outcome out of the results (no copy of its arrays), then its steps out of the change.
+                var outcome = DiskOutcome.skipped
+                swap(&outcome, &results[i].outcome)
+                switch consume outcome {
                 case .skipped:
                     break
                 case .blocked(let reasons):
@@ -397,14 +388,10 @@ public enum Planner {
                         blockedOut += 1
                     }
                 case .planned(let change):
-                    let count = moved.count
+                    let count = results[i].stepCount
                     if count > 0 {
-                        moved.withUnsafeMutableBufferPointer { buffer in
-                            guard let base = buffer.baseAddress else { return }
-                            for k in 0..<count { base[k].id = nextID + k }
-                            stepOut.moveInitialize(from: base, count: count)
-                            base.initialize(repeating: .moved, count: count)
-                        }
+                        sink.move(count, to: stepOut)
+                        for k in 0..<count { stepOut[k].id = nextID + k }
                         stepOut += count
                     }
                     let diskPlan = DiskPlan(
@@ -504,3 +491,5 @@ public enum Planner {
         return steps
     }
 }
+
+nonisolated(unsafe) public var plannerTiming = false

@@ -182,6 +182,11 @@ final class SolverScratch {
     private var costCapacity: Int
     private var wordBase: UnsafeMutablePointer<UInt64>
     private var wordCapacity: Int
+    /// Where the planner stores a value that keeps loads done only to warm the cache from being optimised away.
+    var sink = 0
+    /// When set, the planner appends each disk's steps here (one buffer for a whole chunk of disks) instead of
+    /// returning them in `DiskChange.steps`.
+    var steps: StepSink?
 
     init() {
         intCapacity = 512
@@ -226,6 +231,45 @@ final class SolverScratch {
             costBase = .allocate(capacity: costCapacity)
         }
         return costBase
+    }
+}
+
+/// Steps of many disks in one buffer, in order; they are moved out (`move`) into the plan.
+final class StepSink: @unchecked Sendable {
+    private var base: UnsafeMutablePointer<Step>
+    private var capacity: Int
+    /// Steps appended so far.
+    private(set) var count = 0
+    /// Steps moved out so far (from the front).
+    private var moved = 0
+
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+        base = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        (base + moved).deinitialize(count: count - moved)
+        base.deallocate()
+    }
+
+    func append(_ step: consuming Step) {
+        if count == capacity {
+            let grown = UnsafeMutablePointer<Step>.allocate(capacity: capacity * 2)
+            grown.moveInitialize(from: base, count: count)
+            base.deallocate()
+            base = grown
+            capacity *= 2
+        }
+        (base + count).initialize(to: step)
+        count += 1
+    }
+
+    /// Moves the next `n` steps (in the order appended) to `destination`.
+    func move(_ n: Int, to destination: UnsafeMutablePointer<Step>) {
+        precondition(moved + n <= count)
+        destination.moveInitialize(from: base + moved, count: n)
+        moved += n
     }
 }
 
