@@ -23,44 +23,10 @@ URI=qemu:///system
 results=.build/bench-results
 mkdir -p "$results"
 
-machine_facts() {
-    echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "nproc:    $(nproc)"
-    echo "cpu:      $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-    echo "swift:    $(swift --version 2>/dev/null | head -1)"
-    echo "libvirt:  $(virsh -c "$URI" version 2>/dev/null | grep -E 'Using library|Running hypervisor' | sed 's/^ *//' | paste -sd ';')"
-    echo "qemu-img: $(qemu-img --version | head -1)"
-    echo "hyperfine: $(hyperfine --version)"
-    echo "kvm:      $([ -e /dev/kvm ] && echo yes || echo no)"
-}
-
-wait_for_low_load() {
-    local waited=0
-    while awk -v max="$MAX_LOAD" '{ exit !($1 >= max) }' /proc/loadavg && [ "$waited" -lt "$LOAD_WAIT" ]; do
-        [ $((waited % 60)) -eq 0 ] && echo "bench: load $(cut -d' ' -f1-3 /proc/loadavg) ≥ $MAX_LOAD, waiting…" >&2
-        sleep 5
-        waited=$((waited + 5))
-    done
-    echo "load:     $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
-}
-
-virsh -c "$URI" version >/dev/null 2>&1 || bash scripts/host-setup.sh
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 echo "bench-show-live: building release products" >&2
-# Each product on its own; retried when a source file changed during the build (others editing the tree).
-build() {
-    local attempt log
-    log="$(mktemp)"
-    for attempt in 1 2 3 4 5; do
-        if swift build -c release --product "$1" >"$log" 2>&1; then rm -f "$log"; return 0; fi
-        grep -q 'modified during the build' "$log" || break
-        echo "bench: sources changed during the build of $1, retrying ($attempt)" >&2
-        sleep 20
-    done
-    cat "$log" >&2
-    rm -f "$log"
-    return 1
-}
 build virt-chain-bench
 build virt-chain
 bench="$PWD/.build/release/virt-chain-bench"
