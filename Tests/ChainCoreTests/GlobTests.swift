@@ -102,3 +102,24 @@ import Testing
         #expect(Glob.match(pattern, text + "b"))
     }
 }
+
+@Suite struct GlobFastPathTests {
+    /// The allocation-free matcher for `*`/`?` patterns agrees with the general matcher on random inputs.
+    @Test func fastPathAgreesWithGeneralMatcher() {
+        var state: UInt64 = 0x1234_5678
+        func next(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(n))
+        }
+        let patternAlphabet = Array("ab*?-")
+        let textAlphabet = Array("ab-")
+        for _ in 0..<5000 {
+            let pattern = String((0..<next(7)).map { _ in patternAlphabet[next(patternAlphabet.count)] })
+            let text = String((0..<next(9)).map { _ in textAlphabet[next(textAlphabet.count)] })
+            // pathMode: true never takes the fast path; without '/' in the text both semantics coincide.
+            #expect(
+                Glob.match(pattern, text) == Glob.match(pattern, text, pathMode: true),
+                "pattern \(pattern) text \(text)")
+        }
+    }
+}

@@ -123,11 +123,46 @@ public struct HostConfig: Hashable, Codable, Sendable {
 /// In path mode `*` and `?` do not cross `/`, and `**` does.
 public enum Glob {
     public static func match(_ pattern: String, _ text: String, pathMode: Bool = false) -> Bool {
+        if !pathMode, let simple = simpleMatch(pattern, text) { return simple }
         let p = Array(pattern.utf8)
         let t = Array(text.utf8)
         // States (pattern index, text index) already known to fail: keeps matching O(|p|·|t|) whatever the stars.
         var failed = Set<Int>()
         return matchFrom(p, 0, t, 0, pathMode, &failed)
+    }
+
+    /// Patterns of only literals, `*` and `?` (the common case for domain and disk globs): the classic
+    /// single-backtrack wildcard match, O(|p|·|t|) at worst, no allocation. nil = the pattern needs the full matcher.
+    static func simpleMatch(_ pattern: String, _ text: String) -> Bool? {
+        var pattern = pattern
+        var text = text
+        return pattern.withUTF8 { p -> Bool? in
+            for c in p where c == UInt8(ascii: "[") || c == UInt8(ascii: "\\") { return nil }
+            return text.withUTF8 { t -> Bool in
+                var pi = 0
+                var ti = 0
+                var star = -1
+                var mark = 0
+                while ti < t.count {
+                    if pi < p.count && (p[pi] == UInt8(ascii: "?") || p[pi] == t[ti]) && p[pi] != UInt8(ascii: "*") {
+                        pi += 1
+                        ti += 1
+                    } else if pi < p.count && p[pi] == UInt8(ascii: "*") {
+                        star = pi
+                        mark = ti
+                        pi += 1
+                    } else if star >= 0 {
+                        pi = star + 1
+                        mark += 1
+                        ti = mark
+                    } else {
+                        return false
+                    }
+                }
+                while pi < p.count && p[pi] == UInt8(ascii: "*") { pi += 1 }
+                return pi == p.count
+            }
+        }
     }
 
     private static func matchFrom(
