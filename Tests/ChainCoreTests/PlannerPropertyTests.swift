@@ -308,7 +308,9 @@ struct PlannerBuildingBlockTests {
         let a = PT.policy("same", maxDepth: 2)
         let b = PT.policy("same", maxDepth: 4, retired: .delete)
         var assignments: [DiskKey: Policy] = [:]
-        for (d, domain) in domains.enumerated() { assignments[DiskKey(domain: domain.name, disk: "vda")] = d % 3 == 0 ? a : b }
+        for (d, domain) in domains.enumerated() {
+            assignments[DiskKey(domain: domain.name, disk: "vda")] = d % 3 == 0 ? a : b
+        }
         let inventory = Inventory(host: "qemu:///system", domains: domains)
         let plan = Planner.plan(PlannerInput(inventory: inventory, assignments: assignments))
         for (d, domain) in domains.enumerated() {

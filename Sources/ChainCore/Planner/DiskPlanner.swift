@@ -266,10 +266,8 @@ enum PlanBytes {
         let rb = UnsafeRawPointer(b)
         var i = 0
         while i + 8 <= m {
-            if ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            {
-                return false
-            }
+            let x = ra.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            if x != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
             i += 8
         }
         while i < m {
@@ -460,7 +458,6 @@ struct DiskPlanner {
         var solution: ShapeSolution?
         var costs: CostModel?
         if !shapeOK {
-            scratch.sink &+= warmLayers()
             var a = analyze()
             if let loop = a.loop {
                 block(
@@ -509,27 +506,6 @@ struct DiskPlanner {
             rebases.append(RebasePair(upper: upper, lower: lower))
         }
         return rebases
-    }
-
-    /// Reads a word from each of the five cache lines every layer spans (and the first byte of each path), in one
-    /// tight loop: the inventory is far larger than the caches, and loads that do not depend on each other miss the
-    /// cache side by side here instead of one after another in the analysis, the costs and the fingerprint.
-    @inline(never)
-    func warmLayers() -> Int {
-        var sum = 0
-        layers.withUnsafeBufferPointer { layers in
-            for i in layers.indices {
-                sum &+= layers[i].format?.utf8.count ?? 0
-                sum &+= Int(truncatingIfNeeded: layers[i].fileSize ?? 0)
-                sum &+= layers[i].bitmaps.count
-                sum &+= layers[i].encrypted ? 1 : 0
-                sum &+= layers[i].allocation == nil ? 0 : 1
-                if let path = layers[i].source.path {
-                    sum &+= path.utf8.withContiguousStorageIfAvailable { Int($0.first ?? 0) } ?? 0
-                }
-            }
-        }
-        return sum
     }
 
     // MARK: - Chain problems
@@ -1104,7 +1080,8 @@ struct DiskPlanner {
                     add(.pull, top: paths[into], base: base.map { paths[$0] }, bytes: bytes, rule: rule,
                         after: without(op))
                 case .copy(let kind, let from, _, let base):
-                    let dest = (chosenDestination?.from == from ? chosenDestination?.path : destination(from)) ?? paths[from]
+                    let checked = chosenDestination?.from == from ? chosenDestination?.path : nil
+                    let dest = checked ?? destination(from) ?? paths[from]
                     if kind == .full {
                         alive = PositionSet()
                     } else if let first = alive.first {

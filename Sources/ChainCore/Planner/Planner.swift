@@ -144,8 +144,6 @@ public enum Planner {
     static let domainsPerChunk = 128
 
     public static func plan(_ input: PlannerInput) -> Plan {
-        let T0 = DispatchTime.now().uptimeNanoseconds
-        @Sendable func tick(_ what: String) { if plannerTiming { print("\(what) \(Double(DispatchTime.now().uptimeNanoseconds - T0) / 1e6)") } }
         let inventory = input.inventory
         let assignments = input.assignments
         let domainCount = inventory.domains.count
@@ -172,7 +170,6 @@ public enum Planner {
                 ambiguousSlot.base.pointee = PolicyNames.areAmbiguous(assignments)
             }
         }
-        tick("phase0")
         let byName = !ambiguousSlot.base.move()
         let context = PlanContext(
             inventory: inventory, config: input.config, freeSpace: input.freeSpace, filter: filterSlot.base.move())
@@ -202,7 +199,6 @@ public enum Planner {
                     domains, assignments, context, byName: byName)
             }
 
-            tick("phase1")
             // 2. Where each chunk's steps, disk plans and blocked reasons go; step ids follow.
             var stepStart = [Int](repeating: 0, count: chunks + 1)
             var diskStart = stepStart
@@ -213,7 +209,6 @@ public enum Planner {
                 blockedStart[c + 1] = blockedStart[c] + outputSlots.base[c].blocked
             }
 
-            tick("phase2")
             // 3. Each chunk moves its steps (numbered), disk plans and blocked reasons into place; one more
             //    task fills the fingerprints meanwhile. (Capacities are at least 1, so that every buffer has
             //    an address.)
@@ -235,13 +230,9 @@ public enum Planner {
                         // the end.)
                         forEachChunk(chunks + 1) { task in
                             if task == 0 {
-                                tick("fp-start")
                                 table.base.pointee = fingerprintDictionary(fingerprintSlots, chunks)
-                                tick("fp-end")
                                 return
                             }
-                            if task == 1 { tick("emit-first") }
-                            if task == chunks { tick("emit-last") }
                             let c = task - 1
                             emitChunk(
                                 outputSlots, c, inventory.domains, steps: stepSlots.base + starts.0[c],
@@ -254,13 +245,11 @@ public enum Planner {
                 }
                 stepCount = stepStart[chunks]
             }
-            tick("phase3")
             plan.steps = stepsOut
             plan.disks = disksOut
             plan.blocked = blockedOut
             plan.fingerprints = table.base.move()
         }
-        tick("end")
         return plan
     }
 
@@ -279,8 +268,10 @@ public enum Planner {
         var keys: [String] = []
         var batch = Fingerprint.Batch()
         out.stepSink = sink
+        var warm = 0
         for d in range {
             let domain = domains[d]
+            warm &+= warmUp(domain)
             let first = out.results.count
             for k in domain.disks.indices {
                 let key = DiskKey(domain: domain.name, disk: domain.disks[k].target)
@@ -334,11 +325,37 @@ public enum Planner {
                 batch.add(domain, domain.disks[k])
             }
         }
+        scratch.sink = warm  // keeps the loads of `warmUp`
         let values = batch.finish()
         var fingerprints: [FingerprintEntry] = []
         fingerprints.reserveCapacity(values.count)
         for (key, value) in zip(keys, values) { fingerprints.append(FingerprintEntry(key: key, value: value)) }
         return (out, fingerprints)
+    }
+
+    /// Reads a word from each of the five cache lines every layer of the domain's chains spans (and the first byte
+    /// of each path), in one tight loop. The inventory is far larger than the caches; loads that do not depend on
+    /// each other miss the cache side by side here, instead of one after another in the analysis, the costs and
+    /// the fingerprint.
+    @inline(never)
+    private static func warmUp(_ domain: Domain) -> Int {
+        var sum = 0
+        for k in domain.disks.indices {
+            guard let chain = domain.disks[k].chain else { continue }
+            chain.layers.withUnsafeBufferPointer { layers in
+                for i in layers.indices {
+                    sum &+= layers[i].format?.utf8.count ?? 0
+                    sum &+= Int(truncatingIfNeeded: layers[i].fileSize ?? 0)
+                    sum &+= layers[i].bitmaps.count
+                    sum &+= layers[i].encrypted ? 1 : 0
+                    sum &+= layers[i].allocation == nil ? 0 : 1
+                    if let path = layers[i].source.path {
+                        sum &+= path.utf8.withContiguousStorageIfAvailable { Int($0.first ?? 0) } ?? 0
+                    }
+                }
+            }
+        }
+        return sum
     }
 
     private static func fingerprintDictionary(_ slots: SharedSlots<[FingerprintEntry]>, _ chunks: Int)
@@ -376,7 +393,7 @@ public enum Planner {
             var metadata: [Step] = []
             while i < results.count && results[i].domain == d {
                 if !results[i].metadata.isEmpty { swap(&metadata, &results[i].metadata) }
-                // Take the outcome out of the results (no copy of its arrays), then its steps out of the change.
+                // Take the outcome out of the results (no copy of its arrays); its steps are in the chunk's sink.
                 var outcome = DiskOutcome.skipped
                 swap(&outcome, &results[i].outcome)
                 switch consume outcome {
@@ -491,5 +508,3 @@ public enum Planner {
         return steps
     }
 }
-
-nonisolated(unsafe) public var plannerTiming = false

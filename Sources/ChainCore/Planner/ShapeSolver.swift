@@ -365,16 +365,16 @@ public enum ShapeSolver {
         let table = deepSuffix ? n * width : 0
 
         // Buffers: ints = bad (n+1) | lastBad (n+1) | links (3n) | nextOf (table);
-        // costs = walk (3n) | tight (n) | best (table); words = prefix (n).
+        // costs = walk (3n) | tight (n) | rest (n) | best (table); words = prefix (n).
         let ints = scratch.ints(2 * (n + 1) + 3 * n + table)
         let bad = ints
         let lastBad = ints + (n + 1)
         let links = ints + 2 * (n + 1)
         let nextOf = links + 3 * n
-        let costBuffer = scratch.costs(4 * n + table)
+        let costBuffer = scratch.costs(5 * n + table)
         let walk = costBuffer
         let tight = costBuffer + 3 * n
-        let best = tight + n
+        let best = tight + 2 * n
         let pre = scratch.words(n)
         for x in 0..<n { pre[x] = costs.prefix(x) }
 
@@ -459,8 +459,8 @@ public enum ShapeSolver {
                 for from in max(lastBad[x], 0)..<x {
                     let c = walk[n + from]
                     guard c.isFinite else { continue }
-                    let total = Cost(
-                        bytes: c.bytes &+ commitBytes, tie: c.tie &+ Cost(bytes: 0, steps: 1, dropped: x - from, commits: 1).tie)
+                    let step = Cost(bytes: 0, steps: 1, dropped: x - from, commits: 1)
+                    let total = Cost(bytes: c.bytes &+ commitBytes, tie: c.tie &+ step.tie)
                     if total < walk[x] {
                         walk[x] = total
                         links[x] = links[n + from] * n + from
@@ -491,13 +491,27 @@ public enum ShapeSolver {
         // into the final active image (a < x, then the commit runs after the pull). tight[x]: s2 = x+1 (no gap).
         if allowMulti {
             tight.initialize(repeating: .infinite, count: n)
+            // rest[s2]: from s2 down to the base (the suffix), priced once per s2.
+            let rest = tight + n
+            for s2 in 0..<n { rest[s2] = s2 == n - 1 ? .zero : (deepSuffix ? best[s2 * width + limit - 1] : .infinite) }
             for x in 0..<(n - 1) {
-                let lowS2 = p.flatten == .keepBase ? n - 1 : x + 1
+                let top = x + 1
+                let lowS2 = p.flatten == .keepBase ? n - 1 : top
                 for s2 in lowS2..<n {
-                    let rest: Cost = s2 == n - 1 ? .zero : (deepSuffix ? best[s2 * width + limit - 1] : .infinite)
-                    guard rest.isFinite else { continue }
-                    let total = gapCommit(x + 1, s2) + rest
-                    if s2 == x + 1 { tight[x] = total }
+                    let after = rest[s2]
+                    guard after.isFinite else { continue }
+                    let total: Cost
+                    if s2 == top {
+                        total = after
+                        tight[x] = total
+                    } else {
+                        // A layer that may not be merged away in top..<s2 closes every larger gap too.
+                        guard bad[s2] == bad[top] else { break }
+                        guard commitTarget[s2] else { continue }
+                        total = Cost(
+                            bytes: costs.union(top, s2 &- 1) &+ after.bytes,
+                            tie: Cost(bytes: 0, steps: 1, dropped: s2 &- top, commits: 1).tie &+ after.tie)
+                    }
                     if total < walk[2 * n + x] {
                         walk[2 * n + x] = total
                         links[2 * n + x] = s2
