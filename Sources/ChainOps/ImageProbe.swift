@@ -304,9 +304,6 @@ public enum ImageProbe {
     }
 }
 
-extension String {
-    var trimmed: String { trimmingCharacters(in: .whitespacesAndNewlines) }
-}
 
 /// Thread-safe cache of canonical directory paths.
 final class CanonicalCache: @unchecked Sendable {

@@ -267,7 +267,7 @@ import Testing
             {"version": 1, "policies": [{"name": "web-tier", "match": {"domains": ["web-*"]},
              "maxDepth": 3, "protect": ["/a/\\u00e9\\ud83d\\ude00"], "x": [true, false, null, -1.5e3]}]}
             """.utf8)
-        var generator = JSONFuzzRandom(seed: 42)
+        var generator = SplitMix64(seed: 42)
         let alphabet =
             Array("{}[]\",:\\/*-+.0123456789eEtrufalsn \n\r\t'#".utf8) + [0x00, 0x80, 0xC3, 0xED, 0xF4, 0xFF]
         var parsed = 0
@@ -314,15 +314,3 @@ import Testing
     }
 }
 
-/// A small deterministic random number generator for reproducible fuzzing.
-private struct JSONFuzzRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -52,14 +52,17 @@ public enum PlanRender {
         return b.reason.hasPrefix(prefix) ? String(b.reason.dropFirst(prefix.count)) : b.reason
     }
 
+    /// `n thing` / `n things`.
+    static func count(_ n: Int, _ thing: String) -> String { "\(n) \(thing)\(n == 1 ? "" : "s")" }
+
     // MARK: Text
 
     public static func text(_ plan: Plan) -> String {
         var out = ""
         let changing = plan.disks.filter { !$0.stepIDs.isEmpty }
         let compliant = plan.disks.filter { $0.stepIDs.isEmpty }
-        out += "Plan for \(plan.host): \(plan.steps.count) step\(plan.steps.count == 1 ? "" : "s") on "
-        out += "\(changing.count) disk\(changing.count == 1 ? "" : "s"), ~\(formatBytes(plan.totalEstimatedBytes)) to write"
+        out += "Plan for \(plan.host): \(count(plan.steps.count, "step")) on "
+        out += "\(count(changing.count, "disk")), ~\(formatBytes(plan.totalEstimatedBytes)) to write"
         out += ", \(plan.blocked.count) blocked, \(compliant.count) compliant\n"
         let byID = Dictionary(plan.steps.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         for d in changing {
@@ -162,8 +165,8 @@ public enum PlanRender {
         var out = "### virt-chain plan for `\(plan.host)`\n\n"
         let changing = plan.disks.filter { !$0.stepIDs.isEmpty }
         let compliant = plan.disks.filter { $0.stepIDs.isEmpty }
-        out += "**\(plan.steps.count) step\(plan.steps.count == 1 ? "" : "s")** on \(changing.count) "
-        out += "disk\(changing.count == 1 ? "" : "s"), about **\(formatBytes(plan.totalEstimatedBytes))** to write"
+        out += "**\(count(plan.steps.count, "step"))** on \(count(changing.count, "disk")), "
+        out += "about **\(formatBytes(plan.totalEstimatedBytes))** to write"
         out += " · \(plan.blocked.count) blocked · \(compliant.count) compliant\n\n"
         if !plan.steps.isEmpty {
             out += "| # | disk | action | mode | what | est. bytes | why |\n"

@@ -333,7 +333,8 @@ public enum DomainXML {
 }
 
 extension String {
-    var trimmed: String {
+    /// The string without leading and trailing white space.
+    public var trimmed: String {
         var s = Substring(self)
         while let f = s.first, f.isWhitespace { s = s.dropFirst() }
         while let l = s.last, l.isWhitespace { s = s.dropLast() }
