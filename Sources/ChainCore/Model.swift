@@ -1,6 +1,8 @@
 // The observed state of one host: domains, disks, their backing chains, snapshots and block jobs.
 // Pure value types; produced by ChainOps (libvirt + image probing) or by parsing XML dumps.
 
+import Dispatch
+
 /// Where an image lives. `file` and `block` carry a canonical absolute path.
 public enum SourceKind: String, Codable, Sendable, Hashable {
     case file, block, network, volume, nvme, vhostuser, unknown
@@ -313,6 +315,41 @@ public struct ImageReference: Hashable, Codable, Sendable, CustomStringConvertib
     }
 }
 
+/// image key → references, split into shards by a hash of the key so that several threads can build it at once.
+struct ReferenceIndex: Sendable, Codable, Hashable {
+    var shards: [[String: Inventory.RefList]]
+
+    /// The shard of `key`: a cheap mix of its bytes (the dictionaries hash keys again themselves).
+    @inline(__always) static func shard(of key: String, _ count: Int) -> Int {
+        var key = key
+        let h = key.withUTF8 { b -> UInt64 in
+            var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(b.count)
+            guard let p = b.baseAddress.map(UnsafeRawPointer.init) else { return h }
+            var i = 0
+            while i + 8 <= b.count {
+                h = (h ^ p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01B3
+                i += 8
+            }
+            while i < b.count {
+                h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3
+                i += 1
+            }
+            return h ^ (h >> 29)
+        }
+        return Int((h >> 32) % UInt64(count))
+    }
+
+    /// Shards of a large inventory's index (work items for `concurrentPerform`). Two: every shard walks the whole
+    /// inventory, and more shards measured slower on two processors (the walks contend for the same objects).
+    static let parallelShards = 2
+
+    subscript(key: String) -> Inventory.RefList? {
+        shards.count == 1 ? shards[0][key] : shards[ReferenceIndex.shard(of: key, shards.count)][key]
+    }
+
+    var count: Int { shards.reduce(0) { $0 + $1.count } }
+}
+
 /// Everything observed on one host.
 public struct Inventory: Sendable, Codable, Hashable {
     /// libvirt URI or the XML directory the inventory was read from.
@@ -321,7 +358,7 @@ public struct Inventory: Sendable, Codable, Hashable {
     public var domains: [Domain]
     /// image key → every chain and snapshot that references it (most images have exactly one reference, so the
     /// common case is stored without an array).
-    private var index: [String: RefList]
+    private var index: ReferenceIndex
 
     public enum RefList: Sendable, Codable, Hashable {
         case one(ImageReference)
@@ -354,7 +391,7 @@ public struct Inventory: Sendable, Codable, Hashable {
 
     /// Read-only view of the reference index: `references[key]` is every reference to the image `key`.
     public struct ReferenceView: Sendable {
-        let index: [String: RefList]
+        let index: ReferenceIndex
         public subscript(key: String) -> [ImageReference]? { index[key]?.all }
         public var count: Int { index.count }
     }
@@ -368,36 +405,58 @@ public struct Inventory: Sendable, Codable, Hashable {
     public var imageCount: Int { index.count }
 
 
-    static func buildIndex(_ domains: [Domain]) -> [String: RefList] {
+    static func buildIndex(_ domains: [Domain]) -> ReferenceIndex {
+        // Large inventories are indexed on several threads, each taking the keys of its own shard.
+        let shards = domains.count < 512 ? 1 : ReferenceIndex.parallelShards
+        let slots = UnsafeMutablePointer<[String: RefList]>.allocate(capacity: shards)
+        slots.initialize(repeating: [:], count: shards)
+        defer {
+            slots.deinitialize(count: shards)
+            slots.deallocate()
+        }
+        let out = SharedSlots(base: slots)
+        let build = { @Sendable (shard: Int) in
+            out.base[shard] = buildShard(domains, shard: shard, of: shards)
+        }
+        if shards == 1 { build(0) } else { DispatchQueue.concurrentPerform(iterations: shards, execute: build) }
+        return ReferenceIndex(shards: Array(UnsafeBufferPointer(start: slots, count: shards)))
+    }
+
+    static func buildShard(_ domains: [Domain], shard: Int, of shards: Int) -> [String: RefList] {
         var refs: [String: RefList] = [:]
-        refs.reserveCapacity(domains.count * 16)
-        func add(_ key: String, _ ref: ImageReference) {
+        refs.reserveCapacity(domains.count * 16 / shards)
+        func add(_ key: String, _ ref: @autoclosure () -> ImageReference) {
+            guard shards == 1 || ReferenceIndex.shard(of: key, shards) == shard else { return }
             if let i = refs.index(forKey: key) {
-                refs.values[i].append(ref)
+                refs.values[i].append(ref())
             } else {
-                refs[key] = .one(ref)
+                refs[key] = .one(ref())
             }
         }
-        for domain in domains {
-            for disk in domain.disks {
-                guard let chain = disk.chain else { continue }
-                for (position, layer) in chain.layers.enumerated() {
-                    add(layer.key, ImageReference(domain: domain.name, disk: disk.target, kind: .chain(position: position)))
+        for d in domains.indices {
+            for k in domains[d].disks.indices {
+                guard let depth = domains[d].disks[k].chain?.layers.count else { continue }
+                for position in 0..<depth {
+                    add(
+                        domains[d].disks[k].chain!.layers[position].source.key,
+                        ImageReference(
+                            domain: domains[d].name, disk: domains[d].disks[k].target, kind: .chain(position: position)))
                 }
             }
-            for snapshot in domain.snapshots {
+            for snapshot in domains[d].snapshots {
                 for ref in snapshot.disks {
                     if let overlay = ref.overlay {
                         add(
                             overlay.key,
                             ImageReference(
-                                domain: domain.name, disk: ref.target, kind: .snapshotOverlay(snapshot: snapshot.name)))
+                                domain: domains[d].name, disk: ref.target,
+                                kind: .snapshotOverlay(snapshot: snapshot.name)))
                     }
                     for state in ref.stateSources {
                         add(
                             state.key,
                             ImageReference(
-                                domain: domain.name, disk: ref.target, kind: .snapshotState(snapshot: snapshot.name)))
+                                domain: domains[d].name, disk: ref.target, kind: .snapshotState(snapshot: snapshot.name)))
                     }
                 }
             }
@@ -490,10 +549,12 @@ public struct Inventory: Sendable, Codable, Hashable {
     /// image can be shared by two chains, or named twice by one; the planner uses this to skip looking up the
     /// others. Allocates nothing.
     public func forEachKeyWithSeveralReferences(_ body: (String) -> Void) {
-        var i = index.startIndex
-        while i != index.endIndex {
-            if case .many = index.values[i] { body(index.keys[i]) }
-            index.formIndex(after: &i)
+        for shard in index.shards {
+            var i = shard.startIndex
+            while i != shard.endIndex {
+                if case .many = shard.values[i] { body(shard.keys[i]) }
+                shard.formIndex(after: &i)
+            }
         }
     }
 

@@ -313,33 +313,64 @@ final class CanonicalCache: @unchecked Sendable {
     /// normalised directory → canonical directory, or nil when it does not exist.
     private var dirs: [String: String?] = [:]
 
+    /// The directory of the previous path and its canonical form: the images of one chain usually share a
+    /// directory, so most paths need neither a dictionary lookup nor a new string.
+    private var lastDir: [UInt8] = []
+    private var lastCanonical: String??
+
     func canonical(_ path: String) -> String {
-        let normal = PathUtil.normalize(path)
-        let dir = PathUtil.dirname(normal)
-        let name = PathUtil.basename(normal)
-        lock?.lock()
-        let cached = dirs[dir]
-        lock?.unlock()
+        var normal = PathUtil.normalize(path)
+        let slash = normal.withUTF8 { b -> Int in
+            var i = b.count - 1
+            while i >= 0 && b[i] != 0x2F { i -= 1 }
+            return i
+        }
+        guard slash >= 0 else {  // a bare name: relative to the working directory
+            guard let cwd = lookup(".") else { return normal }
+            return cwd == "/" ? "/" + normal : cwd + "/" + normal
+        }
+        let sameDir = lock == nil && lastCanonical != nil
+            && lastDir.count == slash
+            && normal.withUTF8 { b in lastDir.withUnsafeBytes { memcmp($0.baseAddress!, b.baseAddress!, slash) == 0 } }
         let canonicalDir: String?
-        if let cached {
+        if sameDir, let cached = lastCanonical {
             canonicalDir = cached
         } else {
-            var resolved: String?
-            if let r = realpath(dir, nil) {
-                resolved = String(cString: r)
-                free(r)
+            canonicalDir = lookup(PathUtil.dirname(normal))
+            if lock == nil {
+                lastDir = normal.withUTF8 { Array($0[..<slash]) }
+                lastCanonical = .some(canonicalDir)
             }
-            lock?.lock()
-            dirs[dir] = .some(resolved)
-            lock?.unlock()
-            canonicalDir = resolved
         }
         guard let canonicalDir else { return normal }
-        let full = canonicalDir == "/" ? "/" + name : canonicalDir + "/" + name
+        let full: String
+        if canonicalDir.utf8.count == slash && normal.utf8.starts(with: canonicalDir.utf8) {
+            full = normal  // the directory is canonical already: no new string
+        } else {
+            let name = PathUtil.basename(normal)
+            full = canonicalDir == "/" ? "/" + name : canonicalDir + "/" + name
+        }
         var st = stat()
         if lstat(full, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK {
             return ImageProbe.canonical(full)
         }
         return full
+    }
+
+    /// The canonical form of a normalised directory (nil: it does not exist), cached.
+    private func lookup(_ dir: String) -> String? {
+        lock?.lock()
+        let cached = dirs[dir]
+        lock?.unlock()
+        if let cached { return cached }
+        var resolved: String?
+        if let r = realpath(dir, nil) {
+            resolved = String(cString: r)
+            free(r)
+        }
+        lock?.lock()
+        dirs[dir] = .some(resolved)
+        lock?.unlock()
+        return resolved
     }
 }

@@ -100,18 +100,37 @@ public enum InventoryReader {
                 throw ObserveError("\(path): no such file or directory", hint: "give a domain XML file or a directory of them (virsh dumpxml DOMAIN > DIR/DOMAIN.xml)")
             }
             if isDir.boolValue {
-                guard let e = FileManager.default.enumerator(atPath: path) else { continue }
                 var found: [String] = []
-                while let rel = e.nextObject() as? String {
-                    guard rel.hasSuffix(".xml") else { continue }
-                    found.append(path.hasSuffix("/") ? path + rel : path + "/" + rel)
-                }
+                listXML(path.hasSuffix("/") ? String(path.dropLast()) : path, into: &found)
                 out.append(contentsOf: found.sorted())
             } else {
                 out.append(path)
             }
         }
         return out
+    }
+
+    /// Appends every `*.xml` entry under `dir` (subdirectories too; symlinked directories are not followed).
+    static func listXML(_ dir: String, into found: inout [String]) {
+        guard let d = opendir(dir) else { return }
+        defer { closedir(d) }
+        while let e = readdir(d) {
+            let (name, type) = withUnsafeBytes(of: e.pointee.d_name) { raw in
+                (String(cString: raw.bindMemory(to: CChar.self).baseAddress!), e.pointee.d_type)
+            }
+            if name == "." || name == ".." { continue }
+            let full = dir + "/" + name
+            var isDir = type == UInt8(DT_DIR)
+            if type == UInt8(DT_UNKNOWN) {
+                var st = stat()
+                isDir = lstat(full, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+            }
+            if isDir {
+                listXML(full, into: &found)
+            } else if name.hasSuffix(".xml") {
+                found.append(full)
+            }
+        }
     }
 
     public static func readFile(_ path: String) throws(ObserveError) -> [UInt8] {

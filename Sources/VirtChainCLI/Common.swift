@@ -31,12 +31,52 @@ enum Stderr {
     }
 }
 
+/// Wall-clock phases of a run, printed to stderr when VIRT_CHAIN_TIMINGS=1 (for benchmarks; silent otherwise).
+struct PhaseClock {
+    private let enabled = ProcessInfo.processInfo.environment["VIRT_CHAIN_TIMINGS"] == "1"
+    private var last = DispatchTime.now().uptimeNanoseconds
+    private let start = DispatchTime.now().uptimeNanoseconds
+
+    mutating func mark(_ phase: String) {
+        guard enabled else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        Stderr.write("timing: \(phase): \(String(format: "%.1f", Double(now - last) / 1e6)) ms\n")
+        last = now
+    }
+
+    func total() {
+        guard enabled else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        Stderr.write("timing: total: \(String(format: "%.1f", Double(now - start) / 1e6)) ms\n")
+    }
+}
+
 func emit(_ s: String) {
     FileHandle.standardOutput.write(Data(s.utf8))
 }
 
 func emit(_ bytes: [UInt8]) {
-    FileHandle.standardOutput.write(Data(bytes))
+    emit(pieces: [bytes])
+}
+
+/// Writes the pieces to standard output in order, with no copy (a reader that went away ends the run quietly,
+/// like other Unix tools: `virt-chain plan ... | head`).
+func emit(pieces: [[UInt8]]) {
+    for p in pieces {
+        p.withUnsafeBytes { b in
+            var done = 0
+            while done < b.count {
+                let n = write(1, b.baseAddress! + done, b.count - done)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    if errno == EPIPE { exit(0) }
+                    Stderr.write("virt-chain: error: cannot write output: \(String(cString: strerror(errno)))\n")
+                    exit(Exit.error)
+                }
+                done += n
+            }
+        }
+    }
 }
 
 /// Runs a command body, turning every error into a message on stderr and exit 1 (never a stack trace).

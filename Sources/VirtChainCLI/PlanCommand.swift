@@ -43,10 +43,15 @@ struct PlanCommand: ParsableCommand {
 
     func run() throws {
         try runReporting {
+            var clock = PhaseClock()
+            defer { clock.total() }
             let loaded = try LoadedPolicies.load(policies, allowEmpty: allowEmpty)
             let hostConfig = try loadHostConfig(config)
+            clock.mark("policies")
             var inventory = try source.inventory(names: domains)
+            clock.mark("inventory")
             let match = loaded.match(inventory)
+            clock.mark("match")
             if !match.diagnostics.isEmpty {
                 for d in match.diagnostics { Stderr.write("\(d)\n") }
                 throw CLIError(
@@ -56,15 +61,20 @@ struct PlanCommand: ParsableCommand {
             let plan = PlanBuilder.build(
                 inventory: &inventory, assignments: match.assignments, config: hostConfig,
                 policyDigest: loaded.result.digest, measure: source.domainXML.isEmpty)
-            let json = format == .json || out != nil ? PlanRender.json(plan).renderBytes() : []
+            clock.mark("plan")
+            let json = format == .json || out != nil ? PlanRender.jsonPieces(plan) : []
+            clock.mark("render")
             switch format {
             case .text: emit(PlanRender.text(plan))
-            case .json: emit(json)
+            case .json: emit(pieces: json)
             case .markdown: emit(PlanRender.markdown(plan))
             }
+            clock.mark("emit")
             if let out {
                 do {
-                    try Data(json).write(to: URL(fileURLWithPath: out), options: .atomic)
+                    var data = Data(capacity: json.reduce(0) { $0 + $1.count })
+                    for p in json { data.append(contentsOf: p) }
+                    try data.write(to: URL(fileURLWithPath: out), options: .atomic)
                 } catch {
                     throw CLIError("cannot write plan to \(out): \(error.localizedDescription)")
                 }

@@ -1,4 +1,4 @@
-import ChainCore
+@testable import ChainCore
 import Foundation
 import Testing
 
@@ -240,6 +240,23 @@ let fixDir = "/var/lib/libvirt/images/vcfix"
 }
 
 @Suite struct PathUtilTests {
+    /// The fast "already normal" check agrees with normalising by components, on every short path over `/ . a`.
+    @Test func normalAbsoluteCheckAgreesWithNormalising() {
+        func reference(_ p: String) -> Bool {
+            guard p.hasPrefix("/") else { return false }
+            var parts: [Substring] = []
+            for comp in p.split(separator: "/") where comp != "." {
+                if comp == ".." { if !parts.isEmpty { parts.removeLast() } } else { parts.append(comp) }
+            }
+            return "/" + parts.joined(separator: "/") == p
+        }
+        var paths = [""]
+        for _ in 0..<7 { paths = paths + paths.flatMap { p in ["/", ".", "a"].map { p + $0 } } }
+        for p in Set(paths) {
+            #expect(PathUtil.isNormalAbsolute(p) == reference(p), "\(p)")
+        }
+    }
+
     @Test(arguments: [
         ("/a/b/../c", nil, "/a/c"),
         ("../x.qcow2", "/images/fast", "/images/x.qcow2"),

@@ -289,8 +289,10 @@ let goldenScenarios: [(String, @Sendable () -> GoldenWorld)] = [
         let world = try #require(goldenScenarios.first { $0.0 == name }).1()
         let plan = world.plan()
         let outputs = [
-            ("txt", PlanRender.text(plan)), ("json", PlanRender.json(plan).render()), ("md", PlanRender.markdown(plan)),
+            ("txt", PlanRender.text(plan)), ("json", String(decoding: PlanRender.jsonBytes(plan), as: UTF8.self)), ("md", PlanRender.markdown(plan)),
         ]
+        // The CLI writes JSON with the streaming writer; the tree renderer must agree byte for byte.
+        #expect(outputs[1].1 == PlanRender.json(plan).render())
         let update = ProcessInfo.processInfo.environment["VIRT_CHAIN_UPDATE_GOLDEN"] == "1"
         for (ext, actual) in outputs {
             let url = Self.goldenDir.appendingPathComponent("\(name).\(ext)")

@@ -1,5 +1,7 @@
 // Plan output: text (terminal), JSON (machines, saved plans) and Markdown (review comments).
 
+import Dispatch
+
 public enum PlanRender {
     static func base(_ path: String?) -> String { path.map(PathUtil.basename) ?? "?" }
 
@@ -39,8 +41,7 @@ public enum PlanRender {
 
     /// The images a commit or pull removes from the chain, from `expectBefore`/`expectAfter`.
     static func layersBetween(_ s: Step) -> String {
-        let after = Set(s.expectAfter)
-        var removed = s.expectBefore.filter { !after.contains($0) }
+        var removed = s.expectBefore.filter { !s.expectAfter.contains($0) }  // chains are short: no Set
         if s.action == .commit, let b = s.base { removed.removeAll { $0 == b } }
         if removed.isEmpty, let t = s.top { removed = [t] }
         return removed.map(PathUtil.basename).joined(separator: ", ")
@@ -148,6 +149,130 @@ public enum PlanRender {
             ),
             ("fingerprints", .object(plan.fingerprints.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
         ])
+    }
+
+    /// The bytes of `json(plan).renderBytes()`, written directly (no tree) and, for large plans, in parallel
+    /// pieces of steps and disks; the pieces are returned in order (write them one after the other).
+    public static func jsonPieces(_ plan: Plan) -> [[UInt8]] {
+        var pieces: [[UInt8]] = []
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("formatVersion"); w.int(plan.formatVersion)
+        w.key("host"); w.string(plan.host)
+        w.key("noOp"); w.bool(plan.isNoOp)
+        w.key("totalEstimatedBytes"); w.uint(plan.totalEstimatedBytes)
+        w.key("steps"); w.beginArray()
+        pieces.append(w.bytes)
+        pieces += inParallel(count: plan.steps.count, perPiece: 2048, bytesPerItem: 1400) { w, i in
+            w.item()
+            writeStep(plan.steps[i], into: &w)
+        }
+        w = JSONWriter.resumingArray(depth: 1, itemsBefore: plan.steps.count)
+        w.endArray()
+        w.key("blocked"); w.beginArray()
+        for b in plan.blocked {
+            w.item()
+            w.beginObject()
+            w.key("domain"); w.string(b.domain)
+            w.key("disk"); w.string(b.disk)
+            w.key("reason"); w.string(b.reason)
+            w.key("code"); w.string(b.code.rawValue)
+            w.key("policy"); w.string(b.policy)
+            w.endObject()
+        }
+        w.endArray()
+        w.key("disks"); w.beginArray()
+        pieces.append(w.bytes)
+        pieces += inParallel(count: plan.disks.count, perPiece: 4096, bytesPerItem: 900) { w, i in
+            let d = plan.disks[i]
+            w.item()
+            w.beginObject()
+            w.key("domain"); w.string(d.domain)
+            w.key("disk"); w.string(d.disk)
+            w.key("policy"); w.string(d.policy)
+            w.key("before"); writeStrings(d.before, into: &w)
+            w.key("after"); writeStrings(d.after, into: &w)
+            w.key("steps"); w.beginArray()
+            for id in d.stepIDs { w.item(); w.int(id) }
+            w.endArray()
+            w.endObject()
+        }
+        w = JSONWriter.resumingArray(depth: 1, itemsBefore: plan.disks.count)
+        w.endArray()
+        w.key("fingerprints"); w.beginObject()
+        for (k, v) in plan.fingerprints.sorted(by: { $0.key < $1.key }) {
+            w.key(k); w.string(v)
+        }
+        w.endObject()
+        w.endObject()
+        w.finish()
+        pieces.append(w.bytes)
+        return pieces
+    }
+
+    /// `jsonPieces` joined.
+    public static func jsonBytes(_ plan: Plan) -> [UInt8] {
+        let pieces = jsonPieces(plan)
+        var out: [UInt8] = []
+        out.reserveCapacity(pieces.reduce(0) { $0 + $1.count })
+        for p in pieces { out.append(contentsOf: p) }
+        return out
+    }
+
+    static func writeStrings(_ items: [String], into w: inout JSONWriter) {
+        w.beginArray()
+        for s in items { w.item(); w.string(s) }
+        w.endArray()
+    }
+
+    static func writeStep(_ s: Step, into w: inout JSONWriter) {
+        w.beginObject()
+        w.key("id"); w.int(s.id)
+        w.key("host"); w.string(s.host)
+        w.key("domain"); w.string(s.domain)
+        w.key("disk"); w.string(s.disk)
+        w.key("action"); w.string(s.action.rawValue)
+        w.key("mode"); w.string(s.mode.rawValue)
+        w.key("top"); w.string(s.top)
+        w.key("base"); w.string(s.base)
+        w.key("destination"); w.string(s.destination)
+        w.key("estimatedBytes"); w.uint(s.estimatedBytes)
+        w.key("reason"); w.string(parts: s.reason.rule, " (policy ", s.reason.policy, ", ", s.reason.location, ")")
+        w.key("rule"); w.string(s.reason.rule)
+        w.key("policy"); w.string(s.reason.policy)
+        w.key("policyLocation"); w.string(s.reason.location)
+        w.key("snapshot"); w.string(s.snapshot)
+        w.key("backingFormat"); w.string(s.backingFormat)
+        w.key("expectBefore"); writeStrings(s.expectBefore, into: &w)
+        w.key("expectAfter"); writeStrings(s.expectAfter, into: &w)
+        w.key("description"); w.string(describe(s))
+        w.endObject()
+    }
+
+    /// Items `0..<count` of an array that is a member of the top object, written by `body` in pieces of
+    /// `perPiece` items, on several threads when there is more than one piece.
+    static func inParallel(
+        count: Int, perPiece: Int, bytesPerItem: Int, _ body: @escaping @Sendable (inout JSONWriter, Int) -> Void
+    ) -> [[UInt8]] {
+        let pieces = (count + perPiece - 1) / perPiece
+        guard pieces > 1 else {
+            var w = JSONWriter.resumingArray(depth: 1, itemsBefore: 0, capacity: count * bytesPerItem)
+            for i in 0..<count { body(&w, i) }
+            return count == 0 ? [] : [w.bytes]
+        }
+        let slots = SharedSlots(base: UnsafeMutablePointer<[UInt8]>.allocate(capacity: pieces))
+        slots.base.initialize(repeating: [], count: pieces)
+        defer {
+            slots.base.deinitialize(count: pieces)
+            slots.base.deallocate()
+        }
+        DispatchQueue.concurrentPerform(iterations: pieces) { p in
+            let range = (p * perPiece)..<min(count, (p + 1) * perPiece)
+            var w = JSONWriter.resumingArray(depth: 1, itemsBefore: range.lowerBound, capacity: range.count * bytesPerItem)
+            for i in range { body(&w, i) }
+            slots.base[p] = w.bytes
+        }
+        return Array(UnsafeBufferPointer(start: slots.base, count: pieces))
     }
 
     // MARK: Markdown

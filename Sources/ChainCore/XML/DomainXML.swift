@@ -30,17 +30,22 @@ public enum PathUtil {
     /// Absolute, no `//`, no `.` or `..` component, no trailing slash: already normal.
     static func isNormalAbsolute(_ path: String) -> Bool {
         path.utf8.withContiguousStorageIfAvailable { b -> Bool in
-            guard b.count > 1, b[0] == 0x2F, b[b.count - 1] != 0x2F else { return b.count == 1 && b[0] == 0x2F }
+            let n = b.count
+            guard n > 1, let p = b.baseAddress else { return n == 1 && b[0] == 0x2F }
+            guard p[0] == 0x2F, p[n - 1] != 0x2F else { return false }
+            var prev: UInt8 = 0x2F
             var i = 1
-            while i < b.count {
-                if b[i] == 0x2F {
-                    // A component starts at i+1.
-                    if b[i - 1] == 0x2F { return false }
-                } else if b[i] == 0x2E && b[i - 1] == 0x2F {
-                    let next = i + 1 < b.count ? b[i + 1] : 0x2F
-                    if next == 0x2F { return false }
-                    if next == 0x2E && (i + 2 >= b.count || b[i + 2] == 0x2F) { return false }
+            while i < n {
+                let c = p[i]
+                if prev == 0x2F {  // a component starts at i
+                    if c == 0x2F { return false }
+                    if c == 0x2E {
+                        let next = i + 1 < n ? p[i + 1] : 0x2F
+                        if next == 0x2F { return false }
+                        if next == 0x2E && (i + 2 >= n || p[i + 2] == 0x2F) { return false }
+                    }
                 }
+                prev = c
                 i += 1
             }
             return true
@@ -127,14 +132,26 @@ public enum DomainXML {
     public static func domain(
         from root: XMLNode, file: String? = nil, state: DomainState? = nil, resolve: PathResolver = { $0 }
     ) throws(DomainXMLError) -> ParsedDomain {
-        guard let name = root.child("name")?.text.trimmed, !name.isEmpty else {
+        try root.doc.withCursor { (c) throws(DomainXMLError) -> ParsedDomain in
+            try domain(c, root.index, file: file, state: state, resolve: resolve)
+        }
+    }
+
+    static func domain(
+        _ c: XMLCursor, _ root: Int32, file: String?, state: DomainState?, resolve: PathResolver
+    ) throws(DomainXMLError) -> ParsedDomain {
+        let nameEl = c.child(root, "name")
+        let name = c.text(nameEl).trimmed
+        guard nameEl >= 0, !name.isEmpty else {
             throw DomainXMLError(file: file, message: "domain has no <name>")
         }
-        let uuid = root.child("uuid")?.text.trimmed ?? ""
-        let live = root[attribute: "id"].map { $0 != "-1" } ?? false
+        let uuid = c.text(c.child(root, "uuid")).trimmed
+        let live = c.attrIndex(root, "id") != nil && !c.attr(root, "id", is: "-1")
         var disks: [Disk] = []
-        for el in root.child("devices")?.children("disk") ?? [] {
-            disks.append(disk(from: el, resolve: resolve))
+        var el = c.child(c.child(root, "devices"), "disk")
+        while el >= 0 {
+            disks.append(disk(c, el, resolve: resolve))
+            el = c.next(el, "disk")
         }
         let d = Domain(name: name, uuid: uuid, state: state ?? (live ? .running : .shutoff), disks: disks)
         return ParsedDomain(domain: d, live: live)
@@ -142,111 +159,128 @@ public enum DomainXML {
 
     /// One `<disk>` element.
     public static func disk(from el: XMLNode, resolve: PathResolver = { $0 }) -> Disk {
-        let target = el.child("target")?[attribute: "dev"] ?? "?"
-        let device = el[attribute: "device"] ?? "disk"
-        let driverType = el.child("driver")?[attribute: "type"]
+        el.doc.withCursor { c in disk(c, el.index, resolve: resolve) }
+    }
+
+    static func disk(_ c: XMLCursor, _ el: Int32, resolve: PathResolver) -> Disk {
+        let targetEl = c.child(el, "target")
+        let driverType = c.attr(c.child(el, "driver"), "type")
         var disk = Disk(
-            target: target, device: device, bus: el.child("target")?[attribute: "bus"],
-            alias: el.child("alias")?[attribute: "name"], readonly: el.child("readonly") != nil,
-            shareable: el.child("shareable") != nil, driverType: driverType)
-        if let mirror = el.child("mirror") {
-            let src = mirror.child("source").flatMap {
-                source(type: mirror[attribute: "type"] ?? "file", element: $0, base: nil, resolve: resolve).0
-            }
-            disk.mirror = Mirror(job: mirror[attribute: "job"] ?? "copy", ready: mirror[attribute: "ready"] == "yes",
+            target: c.attr(targetEl, "dev") ?? "?", device: c.attr(el, "device") ?? "disk",
+            bus: c.attr(targetEl, "bus"), alias: c.attr(c.child(el, "alias"), "name"),
+            readonly: c.hasChild(el, "readonly"), shareable: c.hasChild(el, "shareable"), driverType: driverType)
+        let mirror = c.child(el, "mirror")
+        if mirror >= 0 {
+            let srcEl = c.child(mirror, "source")
+            let src = srcEl >= 0
+                ? source(c, type: c.attr(mirror, "type") ?? "file", element: srcEl, referencedBy: nil, resolve: resolve).0
+                : nil
+            disk.mirror = Mirror(job: c.attr(mirror, "job") ?? "copy", ready: c.attr(mirror, "ready", is: "yes"),
                                  source: src)
         }
-        disk.chain = chain(from: el, driverType: driverType, resolve: resolve)
+        disk.chain = chain(c, el, driverType: driverType, resolve: resolve)
         return disk
     }
 
     /// Builds the chain from `<source>` and nested `<backingStore>` elements.
-    static func chain(from diskEl: XMLNode, driverType: String?, resolve: PathResolver) -> Chain? {
-        let type = diskEl[attribute: "type"] ?? "file"
-        guard let srcEl = diskEl.child("source") else { return nil }
-        let (topSource, topIndex) = source(type: type, element: srcEl, base: nil, resolve: resolve)
+    static func chain(_ c: XMLCursor, _ diskEl: Int32, driverType: String?, resolve: PathResolver) -> Chain? {
+        let srcEl = c.child(diskEl, "source")
+        guard srcEl >= 0 else { return nil }
+        let (topSource, topIndex) = source(
+            c, type: c.attr(diskEl, "type") ?? "file", element: srcEl, referencedBy: nil, resolve: resolve)
         guard let topSource else { return nil }  // empty cdrom etc.
         var layers: [Layer] = []
+        var keys: [String] = [topSource.key]  // for loop detection (chains are short: no Set)
         var problems: [ChainProblem] = []
         var top = Layer(source: topSource, format: driverType, formatRecorded: driverType != nil, index: topIndex)
-        top.encrypted = diskEl.child("encryption") != nil || srcEl.child("encryption") != nil
+        top.encrypted = c.hasChild(diskEl, "encryption") || c.hasChild(srcEl, "encryption")
         layers.append(top)
         var current = diskEl
         var complete = false
-        var currentDir = topSource.path.map(PathUtil.dirname)
+        var lastFormat = driverType
+        var lastPath = topSource.path
         while true {
-            guard let bs = current.child("backingStore") else {
+            let bs = c.child(current, "backingStore")
+            guard bs >= 0 else {
                 // No element: unknown below (probe). A raw image has no backing, so the chain is complete.
-                complete = layers.last?.format == "raw"
+                complete = lastFormat == "raw"
                 break
             }
-            guard let bsSrc = bs.child("source") else {
+            let bsSrc = c.child(bs, "source")
+            guard bsSrc >= 0 else {
                 complete = true  // <backingStore/> terminator
                 break
             }
-            let fmt = bs.child("format")?[attribute: "type"]
+            let fmt = c.attr(c.child(bs, "format"), "type")
             let (src, index) = source(
-                type: bs[attribute: "type"] ?? "file", element: bsSrc, base: currentDir, resolve: resolve,
+                c, type: c.attr(bs, "type") ?? "file", element: bsSrc, referencedBy: lastPath, resolve: resolve,
                 indexFrom: bs)
             guard let src else {
-                problems.append(.other("backingStore without a usable source below \(layers.last?.key ?? "?")"))
+                problems.append(.other("backingStore without a usable source below \(keys.last ?? "?")"))
                 break
             }
             let key = src.key
-            if layers.contains(where: { $0.key == key }) {
+            if keys.contains(key) {
                 problems.append(.loop(path: key))
                 complete = true
                 break
             }
             var layer = Layer(source: src, format: fmt, formatRecorded: fmt != nil, index: index)
-            layer.encrypted = bs.child("encryption") != nil || bsSrc.child("encryption") != nil
+            layer.encrypted = c.hasChild(bs, "encryption") || c.hasChild(bsSrc, "encryption")
             layers.append(layer)
-            currentDir = src.path.map(PathUtil.dirname)
+            keys.append(key)
+            lastFormat = fmt
+            lastPath = src.path
             current = bs
         }
         return Chain(layers: layers, origin: .xml, complete: complete, problems: problems)
     }
 
-    /// Parses a `<source>` element of the given disk/backingStore type.
+    /// Parses a `<source>` element of the given disk/backingStore type. A relative file name is resolved against
+    /// the directory of the image that names it (`referencedBy`).
     static func source(
-        type: String, element: XMLNode, base: String?, resolve: PathResolver, indexFrom: XMLNode? = nil
+        _ c: XMLCursor, type: String, element: Int32, referencedBy: String?, resolve: PathResolver,
+        indexFrom: Int32 = -1
     ) -> (ImageSource?, Int?) {
-        let index = (indexFrom?[attribute: "index"] ?? element[attribute: "index"]).flatMap { Int($0) }
+        // libvirt writes `index` on <backingStore> (and on the top <source>); a non-numeric one is no index.
+        let index = c.intAttr(c.attrIndex(indexFrom, "index") != nil ? indexFrom : element, "index")
         switch type {
         case "file", "block":
-            let attr = type == "file" ? "file" : "dev"
-            guard let written = element[attribute: attr] ?? element[attribute: "file"], !written.isEmpty else {
-                return (nil, index)
-            }
-            let normal = PathUtil.normalize(written, relativeTo: base)
+            let written = (type == "file" ? c.attr(element, "file") : c.attr(element, "dev")) ?? c.attr(element, "file")
+            guard let written, !written.isEmpty else { return (nil, index) }
+            let normal = PathUtil.normalize(
+                written, relativeTo: written.utf8.first == 0x2F ? nil : referencedBy.map(PathUtil.dirname))
             return (
                 ImageSource(kind: type == "file" ? .file : .block, path: resolve(normal), written: written), index
             )
         case "network":
-            let hosts = element.children("host").map { h -> String in
-                if let socket = h[attribute: "socket"] { return "unix:" + socket }
-                let name = h[attribute: "name"] ?? ""
-                return h[attribute: "port"].map { "\(name):\($0)" } ?? name
+            var hosts: [String] = []
+            var h = c.child(element, "host")
+            while h >= 0 {
+                if let socket = c.attr(h, "socket") {
+                    hosts.append("unix:" + socket)
+                } else {
+                    let name = c.attr(h, "name") ?? ""
+                    hosts.append(c.attr(h, "port").map { "\(name):\($0)" } ?? name)
+                }
+                h = c.next(h, "host")
             }
             return (
                 ImageSource(
-                    kind: .network, written: element[attribute: "name"],
-                    networkProtocol: element[attribute: "protocol"], name: element[attribute: "name"], hosts: hosts),
+                    kind: .network, written: c.attr(element, "name"), networkProtocol: c.attr(element, "protocol"),
+                    name: c.attr(element, "name"), hosts: hosts),
                 index
             )
         case "volume":
-            return (
-                ImageSource(kind: .volume, pool: element[attribute: "pool"], volume: element[attribute: "volume"]),
-                index
-            )
+            return (ImageSource(kind: .volume, pool: c.attr(element, "pool"), volume: c.attr(element, "volume")), index)
         case "nvme":
-            let addr = element.child("address").map {
-                "\($0[attribute: "domain"] ?? ""):\($0[attribute: "bus"] ?? ""):\($0[attribute: "slot"] ?? "")"
-                    + ".\($0[attribute: "function"] ?? "")"
-            }
-            return (ImageSource(kind: .nvme, name: "\(addr ?? "?")/ns\(element[attribute: "namespace"] ?? "1")"), index)
+            let a = c.child(element, "address")
+            let addr = a < 0 ? nil
+                : "\(c.attr(a, "domain") ?? ""):\(c.attr(a, "bus") ?? ""):\(c.attr(a, "slot") ?? "")"
+                    + ".\(c.attr(a, "function") ?? "")"
+            return (ImageSource(kind: .nvme, name: "\(addr ?? "?")/ns\(c.attr(element, "namespace") ?? "1")"), index)
         case "vhostuser":
-            return (ImageSource(kind: .vhostuser, name: element[attribute: "path"]), index)
+            return (ImageSource(kind: .vhostuser, name: c.attr(element, "path")), index)
         default:
             return (ImageSource(kind: .unknown, name: type), index)
         }
@@ -295,40 +329,51 @@ public enum DomainXML {
     public static func snapshot(
         from root: XMLNode, file: String? = nil, resolve: PathResolver = { $0 }
     ) throws(DomainXMLError) -> ParsedSnapshot {
-        guard root.isNamed("domainsnapshot") else {
-            throw DomainXMLError(file: file, message: "root element is <\(root.name)>, expected <domainsnapshot>")
+        try root.doc.withCursor { (c) throws(DomainXMLError) -> ParsedSnapshot in
+            try snapshot(c, root.index, file: file, resolve: resolve)
         }
-        guard let name = root.child("name")?.text.trimmed, !name.isEmpty else {
+    }
+
+    static func snapshot(
+        _ c: XMLCursor, _ root: Int32, file: String?, resolve: PathResolver
+    ) throws(DomainXMLError) -> ParsedSnapshot {
+        guard c.isNamed(root, "domainsnapshot") else {
+            throw DomainXMLError(file: file, message: "root element is <\(c.name(root))>, expected <domainsnapshot>")
+        }
+        let nameEl = c.child(root, "name")
+        let name = c.text(nameEl).trimmed
+        guard nameEl >= 0, !name.isEmpty else {
             throw DomainXMLError(file: file, message: "snapshot has no <name>")
         }
-        let saved = root.child("domain") ?? root.child("inactiveDomain")
+        let domainEl = c.child(root, "domain")
+        let saved = domainEl >= 0 ? domainEl : c.child(root, "inactiveDomain")
         var stateByTarget: [String: [ImageSource]] = [:]
-        if let saved {
-            for el in saved.child("devices")?.children("disk") ?? [] {
-                let d = disk(from: el, resolve: resolve)
-                if let chain = d.chain { stateByTarget[d.target] = chain.layers.map(\.source) }
-            }
+        var el = c.child(c.child(saved, "devices"), "disk")
+        while el >= 0 {
+            let d = disk(c, el, resolve: resolve)
+            if let chain = d.chain { stateByTarget[d.target] = chain.layers.map(\.source) }
+            el = c.next(el, "disk")
         }
         var refs: [Snapshot.DiskRef] = []
-        var named: Set<String> = []
-        for el in root.child("disks")?.children("disk") ?? [] {
-            let target = el[attribute: "name"] ?? "?"
-            let kind = el[attribute: "snapshot"] ?? "external"
+        el = c.child(c.child(root, "disks"), "disk")
+        while el >= 0 {
+            let target = c.attr(el, "name") ?? "?"
+            let kind = c.attr(el, "snapshot") ?? "external"
             var overlay: ImageSource?
-            if kind == "external", let src = el.child("source") {
-                overlay = source(type: el[attribute: "type"] ?? "file", element: src, base: nil, resolve: resolve).0
+            let src = c.child(el, "source")
+            if kind == "external", src >= 0 {
+                overlay = source(c, type: c.attr(el, "type") ?? "file", element: src, referencedBy: nil, resolve: resolve).0
             }
-            named.insert(target)
             refs.append(Snapshot.DiskRef(target: target, kind: kind, overlay: overlay,
                                          stateSources: kind == "no" ? [] : stateByTarget[target] ?? []))
+            el = c.next(el, "disk")
         }
+        func text(_ el: Int32) -> String? { el >= 0 ? c.text(el).trimmed : nil }
         let snap = Snapshot(
-            name: name, parent: root.child("parent")?.child("name")?.text.trimmed,
-            state: root.child("state")?.text.trimmed, isCurrent: root.child("active")?.text.trimmed == "1",
-            disks: refs)
+            name: name, parent: text(c.child(c.child(root, "parent"), "name")), state: text(c.child(root, "state")),
+            isCurrent: text(c.child(root, "active")) == "1", disks: refs)
         return ParsedSnapshot(
-            snapshot: snap, domainName: saved?.child("name")?.text.trimmed,
-            domainUUID: saved?.child("uuid")?.text.trimmed)
+            snapshot: snap, domainName: text(c.child(saved, "name")), domainUUID: text(c.child(saved, "uuid")))
     }
 }
 

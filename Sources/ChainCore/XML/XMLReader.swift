@@ -140,6 +140,132 @@ public final class XMLDocument: @unchecked Sendable {
     }
 }
 
+extension XMLDocument {
+    /// Runs `body` with a cursor over the document's flat arrays (no reference counting, no exclusivity checks per
+    /// access): the fast way to read many elements, as the domain model builder does.
+    func withCursor<R, E: Error>(_ body: (XMLCursor) throws(E) -> R) throws(E) -> R {
+        let (nodes, attrs, bytes, texts) = (self.nodes, self.attrs, self.bytes, self.texts)
+        return try nodes.withUnsafeBufferPointer { (n) throws(E) -> R in
+            try attrs.withUnsafeBufferPointer { (a) throws(E) -> R in
+                try bytes.withUnsafeBufferPointer { (b) throws(E) -> R in
+                    try body(XMLCursor(nodes: n, attrs: a, bytes: b, texts: texts))
+                }
+            }
+        }
+    }
+}
+
+/// Read access to a parsed document by element index (valid only inside `XMLDocument.withCursor`). Element `-1`
+/// stands for "none": every accessor answers nil / -1 for it.
+struct XMLCursor {
+    let nodes: UnsafeBufferPointer<XMLDocument.Node>
+    let attrs: UnsafeBufferPointer<XMLDocument.Attr>
+    let bytes: UnsafeBufferPointer<UInt8>
+    let texts: [String]
+
+    @inline(__always) func equals(_ start: Int32, _ end: Int32, _ name: StaticString) -> Bool {
+        let n = name.utf8CodeUnitCount
+        guard Int(end - start) == n else { return false }
+        let p = name.utf8Start
+        var i = 0
+        while i < n {
+            if bytes[Int(start) + i] != p[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    func isNamed(_ node: Int32, _ name: StaticString) -> Bool {
+        node >= 0 && equals(nodes[Int(node)].nameStart, nodes[Int(node)].nameEnd, name)
+    }
+
+    /// The first child element called `name` (-1: none).
+    func child(_ node: Int32, _ name: StaticString) -> Int32 {
+        guard node >= 0 else { return -1 }
+        return sibling(from: nodes[Int(node)].firstChild, name)
+    }
+
+    /// The first element called `name` at `start` or after it among its siblings (-1: none).
+    func sibling(from start: Int32, _ name: StaticString) -> Int32 {
+        var c = start
+        while c >= 0 {
+            let n = nodes[Int(c)]
+            if equals(n.nameStart, n.nameEnd, name) { return c }
+            c = n.next
+        }
+        return -1
+    }
+
+    /// The next sibling of `node` called `name` (-1: none).
+    func next(_ node: Int32, _ name: StaticString) -> Int32 {
+        sibling(from: nodes[Int(node)].next, name)
+    }
+
+    func hasChild(_ node: Int32, _ name: StaticString) -> Bool { child(node, name) >= 0 }
+
+    /// Index into `attrs` of the attribute `name` of `node`, or nil.
+    func attrIndex(_ node: Int32, _ name: StaticString) -> Int? {
+        guard node >= 0 else { return nil }
+        let n = nodes[Int(node)]
+        var k = Int(n.attrStart)
+        let end = k + Int(n.attrCount)
+        while k < end {
+            if equals(attrs[k].nameStart, attrs[k].nameEnd, name) { return k }
+            k += 1
+        }
+        return nil
+    }
+
+    /// The value of attribute `name` (references decoded).
+    func attr(_ node: Int32, _ name: StaticString) -> String? {
+        attrIndex(node, name).map(value)
+    }
+
+    func value(_ k: Int) -> String {
+        let a = attrs[k]
+        let raw = UnsafeBufferPointer(rebasing: bytes[Int(a.valueStart)..<Int(a.valueEnd)])
+        if a.hasRef, let decoded = try? XMLParserCore.decodeRefs(bytes, Int(a.valueStart)..<Int(a.valueEnd)) {
+            return decoded
+        }
+        return String(decoding: raw, as: UTF8.self)
+    }
+
+    /// The raw bytes of attribute `k`'s value, when it has no reference to decode (else nil).
+    func rawValue(_ k: Int) -> UnsafeBufferPointer<UInt8>? {
+        let a = attrs[k]
+        return a.hasRef ? nil : UnsafeBufferPointer(rebasing: bytes[Int(a.valueStart)..<Int(a.valueEnd)])
+    }
+
+    /// Whether attribute `name` is exactly `value`.
+    func attr(_ node: Int32, _ name: StaticString, is value: StaticString) -> Bool {
+        guard let k = attrIndex(node, name) else { return false }
+        let a = attrs[k]
+        return a.hasRef ? self.value(k) == value.description : equals(a.valueStart, a.valueEnd, value)
+    }
+
+    /// A decimal attribute (nil when absent or not a number).
+    func intAttr(_ node: Int32, _ name: StaticString) -> Int? {
+        guard let k = attrIndex(node, name) else { return nil }
+        guard let raw = rawValue(k), !raw.isEmpty, raw.count < 19 else { return Int(value(k)) }
+        var v = 0
+        for c in raw {
+            guard c >= 0x30 && c <= 0x39 else { return Int(value(k)) }
+            v = v * 10 + Int(c - 0x30)
+        }
+        return v
+    }
+
+    func text(_ node: Int32) -> String {
+        guard node >= 0, nodes[Int(node)].text >= 0 else { return "" }
+        return texts[Int(nodes[Int(node)].text)]
+    }
+
+    func name(_ node: Int32) -> String {
+        let n = nodes[Int(node)]
+        return String(decoding: UnsafeBufferPointer(rebasing: bytes[Int(n.nameStart)..<Int(n.nameEnd)]), as: UTF8.self)
+    }
+}
+
 /// A kept element of an `XMLDocument`.
 public struct XMLNode: Sendable {
     let doc: XMLDocument

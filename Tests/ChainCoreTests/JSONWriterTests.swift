@@ -1,0 +1,116 @@
+import Testing
+
+@testable import ChainCore
+
+/// The streaming writer (what `plan --format json` and saved plans use) must produce exactly the bytes of the tree
+/// renderer (`JSONOut`), which the JSON golden files and the show command use.
+@Suite struct JSONWriterTests {
+    static func write(_ v: JSONOut, into w: inout JSONWriter) {
+        switch v {
+        case .object(let members):
+            w.beginObject()
+            for (k, v) in members {
+                w.key(k)
+                write(v, into: &w)
+            }
+            w.endObject()
+        case .array(let items):
+            w.beginArray()
+            for v in items {
+                w.item()
+                write(v, into: &w)
+            }
+            w.endArray()
+        case .string(let s): w.string(s)
+        case .int(let n): w.int(Int(n))
+        case .uint(let n): w.uint(n)
+        case .bool(let b): w.bool(b)
+        case .null: w.null()
+        }
+    }
+
+    static let texts = [
+        "", "a", "/var/lib/libvirt/images/a b.qcow2", "quote \" and \\ backslash", "line\nbreak\ttab\rcr",
+        "ctl \u{01}\u{1f}\u{7f}", "ünïcödé ← ⇒ 🙂", "\u{0}",
+    ]
+
+    static func randomValue(_ rng: inout SplitMix64, depth: Int) -> JSONOut {
+        switch rng.int(0...(depth > 3 ? 4 : 6)) {
+        case 0: return .string(texts[rng.int(0...(texts.count - 1))])
+        case 1: return .int([Int64.min, -1, 0, 7, 10, 99, Int64.max][rng.int(0...6)])
+        case 2: return .uint([0, 9, 10, 1 << 40, UInt64.max][rng.int(0...4)])
+        case 3: return .bool(rng.chance(0.5))
+        case 4: return .null
+        case 5:
+            return .array((0..<rng.int(0...4)).map { _ in randomValue(&rng, depth: depth + 1) })
+        default:
+            return .object((0..<rng.int(0...4)).map { i in
+                ("\(texts[rng.int(0...(texts.count - 1))])\(i)", randomValue(&rng, depth: depth + 1))
+            })
+        }
+    }
+
+    @Test func randomDocumentsMatchTheTreeRenderer() {
+        var rng = SplitMix64(seed: 42)
+        for _ in 0..<2000 {
+            let v = JSONOut.object([("v", Self.randomValue(&rng, depth: 0)), ("w", Self.randomValue(&rng, depth: 0))])
+            var w = JSONWriter()
+            Self.write(v, into: &w)
+            w.finish()
+            #expect(w.bytes == v.renderBytes())
+        }
+    }
+
+    @Test func controlCharactersAreEscaped() {
+        var w = JSONWriter()
+        w.string("a\u{01}\"\\\n\u{1f}b")
+        #expect(String(decoding: w.bytes, as: UTF8.self) == #""a\u0001\"\\\n\u001fb""#)
+    }
+
+    @Test func stringPartsAreOneString() {
+        var w = JSONWriter()
+        w.string(parts: "depth 5 > maxDepth 3", " (policy ", "we\"b", ", ", "p.json:4", ")")
+        #expect(String(decoding: w.bytes, as: UTF8.self) == #""depth 5 > maxDepth 3 (policy we\"b, p.json:4)""#)
+    }
+
+    /// A plan large enough to be written in parallel pieces (several pieces of steps and of disks).
+    static func largePlan(steps: Int, disks: Int) -> Plan {
+        var rng = SplitMix64(seed: 7)
+        let actions = StepAction.allCases
+        var plan = Plan(host: "xml:/tmp/x \"y\"")
+        for i in 0..<steps {
+            let chain = (0..<rng.int(1...6)).map { "/var/lib/libvirt/images/d\(i)/l\($0).qcow2" }
+            let action = actions[rng.int(0...(actions.count - 1))]
+            plan.steps.append(
+                Step(
+                    id: i + 1, host: plan.host, domain: "dom-\(i / 2)", disk: i % 2 == 0 ? "vda" : "vdb",
+                    action: action, mode: rng.chance(0.5) ? .live : .offline,
+                    top: chain.first, base: rng.chance(0.3) ? nil : chain.last,
+                    destination: action == .copy ? "/fast/d\(i).qcow2" : nil,
+                    estimatedBytes: UInt64(rng.int(0...(1 << 40))),
+                    reason: StepReason(rule: "depth \(chain.count) > maxDepth 2", policy: "web", location: "p.json:\(i)"),
+                    snapshot: action == .metadataDelete ? "snap\n\(i)" : nil,
+                    backingFormat: action == .rebase ? "raw" : nil,
+                    expectBefore: chain, expectAfter: Array(chain.prefix(2))))
+        }
+        plan.blocked = (0..<5).map {
+            Blocked(domain: "b\($0)", disk: "vda", code: .paused, reason: "b\($0)/vda: paused", policy: $0 % 2 == 0 ? "web" : nil)
+        }
+        plan.disks = (0..<disks).map { i in
+            DiskPlan(
+                domain: "dom-\(i)", disk: "vda", policy: "web", before: ["/a/\(i)", "/b/\(i)"], after: ["/a/\(i)"],
+                stepIDs: i < steps ? [i + 1] : [])
+        }
+        plan.fingerprints = ["policies": "abc", "u-1/vda": "def", "u-0/vda": "0123"]
+        return plan
+    }
+
+    @Test(arguments: [(0, 0), (1, 1), (2048, 0), (2049, 4097), (9000, 10000)])
+    func planJSONMatchesTheTreeRenderer(steps: Int, disks: Int) {
+        let plan = Self.largePlan(steps: steps, disks: disks)
+        let expected = PlanRender.json(plan).renderBytes()
+        let actual = PlanRender.jsonBytes(plan)
+        #expect(actual.count == expected.count)
+        #expect(actual == expected)
+    }
+}
