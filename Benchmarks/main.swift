@@ -61,7 +61,7 @@ func option(_ args: [String], _ name: String) -> String? {
 }
 
 /// Options that take no value.
-let flags: Set<String> = ["--phases"]
+let flags: Set<String> = ["--phases", "--sizes"]
 
 /// Arguments that are neither options nor option values.
 func positional(_ args: [String]) -> [String] {
@@ -186,6 +186,10 @@ func parseBench(_ args: [String]) throws {
     let paths = positional(args)
     guard !paths.isEmpty else { throw CLIUsage() }
     if args.contains("--phases") { return try parsePhases(paths) }
+    if args.contains("--sizes") {
+        print("Layer \(MemoryLayout<Layer>.stride) ImageSource \(MemoryLayout<ImageSource>.stride) Disk \(MemoryLayout<Disk>.stride) Chain \(MemoryLayout<Chain>.stride) Step \(MemoryLayout<Step>.stride) DiskPlan \(MemoryLayout<DiskPlan>.stride) Domain \(MemoryLayout<ChainCore.Domain>.stride)")
+        return
+    }
     let t0 = now()
     let (inv, errors) = try InventoryReader.fromXMLFiles(paths, probe: false)
     let t1 = now()

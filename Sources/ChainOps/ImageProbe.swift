@@ -49,6 +49,15 @@ public enum ImageProbe {
     public static let resolver: PathResolver = { CanonicalCache.shared.canonical($0) }
 
     /// A resolver with its own unsynchronised cache, for one thread at a time.
+    /// `realpath` of a directory, or nil when it does not exist or is not a directory.
+    static func realDirectory(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        var st = stat()
+        guard stat(r, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
+        return String(cString: r)
+    }
+
     public static func makeResolver() -> PathResolver {
         let cache = CanonicalCache(locking: false)
         return { cache.canonical($0) }
@@ -357,20 +366,40 @@ final class CanonicalCache: @unchecked Sendable {
         return full
     }
 
-    /// The canonical form of a normalised directory (nil: it does not exist), cached.
-    private func lookup(_ dir: String) -> String? {
+    /// The canonical form of a normalised directory (nil: it does not exist), cached. Built from the parent's
+    /// canonical form, one `lstat` per new directory (`realpath` would re-read every component: thousands of
+    /// failing `readlink` calls for dumps whose directories are not on this machine).
+    func lookup(_ dir: String) -> String? {
         lock?.lock()
         let cached = dirs[dir]
         lock?.unlock()
         if let cached { return cached }
-        var resolved: String?
-        if let r = realpath(dir, nil) {
-            resolved = String(cString: r)
-            free(r)
+        let resolved: String?
+        if dir == "/" {
+            resolved = "/"
+        } else if !dir.hasPrefix("/") {
+            resolved = ImageProbe.realDirectory(dir)  // relative (the working directory): rare
+        } else if let parent = lookup(PathUtil.dirname(dir)) {
+            let candidate = (parent == "/" ? "" : parent) + "/" + PathUtil.basename(dir)
+            var st = stat()
+            if lstat(candidate, &st) != 0 {
+                resolved = nil
+            } else if (st.st_mode & S_IFMT) == S_IFLNK {
+                resolved = ImageProbe.realDirectory(candidate)
+            } else {
+                resolved = (st.st_mode & S_IFMT) == S_IFDIR ? candidate : nil
+            }
+        } else {
+            resolved = nil  // the parent does not exist: nor does this
         }
         lock?.lock()
         dirs[dir] = .some(resolved)
         lock?.unlock()
         return resolved
+    }
+
+    /// Whether the directory of the normalised absolute `path` exists (from the cache; one `lstat` per new one).
+    func directoryExists(of path: String) -> Bool {
+        lookup(PathUtil.dirname(path)) != nil
     }
 }

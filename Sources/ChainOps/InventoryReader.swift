@@ -171,12 +171,13 @@ public enum InventoryReader {
         let workers = files.count < 64 ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount)
         let chunk = (files.count + workers - 1) / max(workers, 1)
         parallel(workers) { w in
-            let resolve = customResolve ?? ImageProbe.makeResolver()
+            let cache = CanonicalCache(locking: false)
+            let resolve = customResolve ?? { cache.canonical($0) }
             for i in (w * chunk)..<min(files.count, (w + 1) * chunk) {
-                parseOne(i, resolve)
+                parseOne(i, resolve, cache)
             }
         }
-        @Sendable func parseOne(_ i: Int, _ resolve: PathResolver) {
+        @Sendable func parseOne(_ i: Int, _ resolve: PathResolver, _ cache: CanonicalCache) {
             let file = files[i]
             var dom: ParsedDomain?
             var snap: DomainXML.ParsedSnapshot?
@@ -192,7 +193,7 @@ public enum InventoryReader {
                         // and probe only where the active image exists locally.
                         for d in parsed.domain.disks.indices where parsed.domain.disks[d].isChainDisk {
                             guard let top = parsed.domain.disks[d].chain?.active?.source.path,
-                                access(top, F_OK) == 0
+                                cache.directoryExists(of: top), access(top, F_OK) == 0
                             else { continue }
                             complete(&parsed.domain.disks[d], fromTop: !parsed.live)
                         }

@@ -40,8 +40,15 @@ struct PhaseClock {
     mutating func mark(_ phase: String) {
         guard enabled else { return }
         let now = DispatchTime.now().uptimeNanoseconds
-        Stderr.write("timing: \(phase): \(String(format: "%.1f", Double(now - last) / 1e6)) ms\n")
+        Stderr.write("timing: \(phase): \(String(format: "%.1f", Double(now - last) / 1e6)) ms, peak rss \(residentMiB()) MiB\n")
         last = now
+    }
+
+    /// Peak resident memory so far.
+    private func residentMiB() -> Int {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return usage.ru_maxrss >> 10
     }
 
     func total() {
@@ -51,30 +58,84 @@ struct PhaseClock {
     }
 }
 
+/// Values kept until the process exits, never freed: large inventories and plans are released by the exit itself,
+/// at once, instead of object by object.
+enum ProcessLifetime {
+    nonisolated(unsafe) private static var kept: [Any] = []
+    static func keep(_ values: Any...) { kept.append(contentsOf: values) }
+}
+
 func emit(_ s: String) {
     FileHandle.standardOutput.write(Data(s.utf8))
 }
 
 func emit(_ bytes: [UInt8]) {
-    emit(pieces: [bytes])
+    bytes.withUnsafeBytes { emit($0) }
 }
 
-/// Writes the pieces to standard output in order, with no copy (a reader that went away ends the run quietly,
-/// like other Unix tools: `virt-chain plan ... | head`).
-func emit(pieces: [[UInt8]]) {
-    for p in pieces {
-        p.withUnsafeBytes { b in
-            var done = 0
-            while done < b.count {
-                let n = write(1, b.baseAddress! + done, b.count - done)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    if errno == EPIPE { exit(0) }
-                    Stderr.write("virt-chain: error: cannot write output: \(String(cString: strerror(errno)))\n")
-                    exit(Exit.error)
-                }
-                done += n
-            }
+/// Writes to standard output with no copy. A reader that went away ends the run (SIGPIPE, as for other Unix
+/// tools: `virt-chain plan ... | head`); any other failure is an error.
+func emit(_ bytes: UnsafeRawBufferPointer) {
+    if let e = writeAll(1, bytes) {
+        Stderr.write("virt-chain: error: cannot write output: \(String(cString: strerror(e)))\n")
+        exit(Exit.error)
+    }
+}
+
+/// Writes every byte to `fd`; the errno of a failure, or nil.
+func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Int32? {
+    var done = 0
+    while done < bytes.count {
+        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        done += n
+    }
+    return nil
+}
+
+/// A file written under a temporary name in its directory and renamed into place by `commit()`; removed if the
+/// write fails (or is never committed).
+final class AtomicFile {
+    let path: String
+    let temporary: String
+    private var fd: Int32
+    private var failure: Int32?
+
+    init(path: String) throws {
+        self.path = path
+        let dir = PathUtil.dirname(path)
+        temporary = (dir == "/" ? "" : dir) + "/.\(PathUtil.basename(path)).\(getpid()).tmp"
+        fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o666)
+        guard fd >= 0 else {
+            throw CLIError(
+                "cannot write plan to \(path): \(String(cString: strerror(errno)))",
+                hint: "check that the directory exists and is writable")
+        }
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) {
+        guard failure == nil else { return }
+        failure = writeAll(fd, bytes)
+    }
+
+    func commit() throws {
+        if failure == nil && fsync(fd) != 0 { failure = errno }
+        if close(fd) != 0 && failure == nil { failure = errno }
+        fd = -1
+        if failure == nil && rename(temporary, path) != 0 { failure = errno }
+        if let failure {
+            unlink(temporary)
+            throw CLIError("cannot write plan to \(path): \(String(cString: strerror(failure)))")
+        }
+    }
+
+    deinit {
+        if fd >= 0 {
+            close(fd)
+            unlink(temporary)
         }
     }
 }

@@ -62,24 +62,29 @@ struct PlanCommand: ParsableCommand {
                 inventory: &inventory, assignments: match.assignments, config: hostConfig,
                 policyDigest: loaded.result.digest, measure: source.domainXML.isEmpty)
             clock.mark("plan")
-            let json = format == .json || out != nil ? PlanRender.jsonPieces(plan) : []
-            clock.mark("render")
+            // JSON is streamed, piece by piece, to standard output and/or the saved plan (written to a temporary
+            // file renamed into place at the end: a reader never sees half a plan).
+            let saved = try out.map { try AtomicFile(path: $0) }
+            if format == .json || saved != nil {
+                PlanRender.writeJSON(plan) { bytes in
+                    if format == .json { emit(bytes) }
+                    saved?.write(bytes)
+                }
+            }
+            clock.mark("render json")
             switch format {
             case .text: emit(PlanRender.text(plan))
-            case .json: emit(pieces: json)
+            case .json: break
             case .markdown: emit(PlanRender.markdown(plan))
             }
             clock.mark("emit")
-            if let out {
-                do {
-                    var data = Data(capacity: json.reduce(0) { $0 + $1.count })
-                    for p in json { data.append(contentsOf: p) }
-                    try data.write(to: URL(fileURLWithPath: out), options: .atomic)
-                } catch {
-                    throw CLIError("cannot write plan to \(out): \(error.localizedDescription)")
-                }
+            if let saved, let out {
+                try saved.commit()
                 Stderr.write("plan saved to \(out)\n")
             }
+            // The process ends right after this: freeing hundreds of thousands of objects one by one would only
+            // make it end later.
+            ProcessLifetime.keep(inventory, plan, match)
             if !plan.blocked.isEmpty { return Exit.blocked }
             if detailedExitcode && !plan.steps.isEmpty { return Exit.changesPending }
             return Exit.ok

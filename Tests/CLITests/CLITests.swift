@@ -288,6 +288,33 @@ private func chainPaths(_ disk: [String: Any]) -> [String] {
         #expect(!r.stdout.isEmpty, "\(r)")
     }
 
+    @Test func savedPlanIsTheJSONPlan() throws {
+        let dir = try TempDir()
+        try dir.write("fixtures.json", Self.fixturePolicy)
+        let file = CLI.fixtureDomains + "/live-running-chain.xml"
+        let out = try TempDir()  // not in the policy directory: it would be read as a policy file
+        let saved = out.path + "/plan.json"
+        let text = try CLI.run(["plan", "--policies", dir.path, "--domain-xml", file, "--out", saved])
+        #expect(text.status == 0, "\(text)")
+        #expect(text.stdout.contains("Plan for"), "text on stdout:\n\(text)")
+        #expect(text.stderr.contains("plan saved to \(saved)"), "\(text)")
+        let json = try CLI.run(["plan", "--policies", dir.path, "--domain-xml", file, "--format", "json"])
+        #expect(try String(contentsOfFile: saved, encoding: .utf8) == json.stdout)
+        // Only the plan is left in the directory (no temporary file).
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path) == ["plan.json"])
+    }
+
+    @Test func unwritablePlanFileIsAnErrorAndLeavesNothing() throws {
+        let dir = try TempDir()
+        try dir.write("fixtures.json", Self.fixturePolicy)
+        let file = CLI.fixtureDomains + "/live-running-chain.xml"
+        let r = try CLI.run(["plan", "--policies", dir.path, "--domain-xml", file, "--out", dir.path + "/no/such/dir/plan.json"])
+        #expect(r.status == 1, "\(r)")
+        #expect(r.stderr.contains("cannot write plan to \(dir.path)/no/such/dir/plan.json: No such file or directory"), "\(r)")
+        #expect(r.stderr.contains("hint:"), "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/no"))
+    }
+
     @Test func brokenPoliciesStopThePlan() throws {
         let dir = try TempDir()
         let bad = try dir.write("bad.json", #"{ "version": 2, "policies": [] }"#)

@@ -105,7 +105,7 @@ import Testing
         return plan
     }
 
-    @Test(arguments: [(0, 0), (1, 1), (2048, 0), (2049, 4097), (9000, 10000)])
+    @Test(arguments: [(0, 0), (1, 1), (1024, 0), (1025, 2049), (4097, 8193), (9000, 10000)])
     func planJSONMatchesTheTreeRenderer(steps: Int, disks: Int) {
         let plan = Self.largePlan(steps: steps, disks: disks)
         let expected = PlanRender.json(plan).renderBytes()

@@ -152,9 +152,9 @@ public enum PlanRender {
     }
 
     /// The bytes of `json(plan).renderBytes()`, written directly (no tree) and, for large plans, in parallel
-    /// pieces of steps and disks; the pieces are returned in order (write them one after the other).
-    public static func jsonPieces(_ plan: Plan) -> [[UInt8]] {
-        var pieces: [[UInt8]] = []
+    /// pieces of steps and disks, handed to `sink` in order. A few pieces are in memory at a time (their buffers are
+    /// reused), never the whole document.
+    public static func writeJSON(_ plan: Plan, to sink: (UnsafeRawBufferPointer) -> Void) {
         var w = JSONWriter()
         w.beginObject()
         w.key("formatVersion"); w.int(plan.formatVersion)
@@ -162,8 +162,8 @@ public enum PlanRender {
         w.key("noOp"); w.bool(plan.isNoOp)
         w.key("totalEstimatedBytes"); w.uint(plan.totalEstimatedBytes)
         w.key("steps"); w.beginArray()
-        pieces.append(w.bytes)
-        pieces += inParallel(count: plan.steps.count, perPiece: 2048, bytesPerItem: 1400) { w, i in
+        w.withBytes(sink)
+        inWaves(count: plan.steps.count, perPiece: 1024, bytesPerItem: 1400, sink: sink) { w, i in
             w.item()
             writeStep(plan.steps[i], into: &w)
         }
@@ -182,8 +182,8 @@ public enum PlanRender {
         }
         w.endArray()
         w.key("disks"); w.beginArray()
-        pieces.append(w.bytes)
-        pieces += inParallel(count: plan.disks.count, perPiece: 4096, bytesPerItem: 900) { w, i in
+        w.withBytes(sink)
+        inWaves(count: plan.disks.count, perPiece: 2048, bytesPerItem: 900, sink: sink) { w, i in
             let d = plan.disks[i]
             w.item()
             w.beginObject()
@@ -206,16 +206,13 @@ public enum PlanRender {
         w.endObject()
         w.endObject()
         w.finish()
-        pieces.append(w.bytes)
-        return pieces
+        w.withBytes(sink)
     }
 
-    /// `jsonPieces` joined.
+    /// `writeJSON` into one array.
     public static func jsonBytes(_ plan: Plan) -> [UInt8] {
-        let pieces = jsonPieces(plan)
         var out: [UInt8] = []
-        out.reserveCapacity(pieces.reduce(0) { $0 + $1.count })
-        for p in pieces { out.append(contentsOf: p) }
+        writeJSON(plan) { out.append(contentsOf: $0) }
         return out
     }
 
@@ -250,29 +247,39 @@ public enum PlanRender {
     }
 
     /// Items `0..<count` of an array that is a member of the top object, written by `body` in pieces of
-    /// `perPiece` items, on several threads when there is more than one piece.
-    static func inParallel(
-        count: Int, perPiece: Int, bytesPerItem: Int, _ body: @escaping @Sendable (inout JSONWriter, Int) -> Void
-    ) -> [[UInt8]] {
+    /// `perPiece` items, `wave` pieces at a time on several threads, each wave handed to `sink` in order before the
+    /// next one reuses the buffers.
+    static func inWaves(
+        count: Int, perPiece: Int, bytesPerItem: Int, wave: Int = 4, sink: (UnsafeRawBufferPointer) -> Void,
+        _ body: @escaping @Sendable (inout JSONWriter, Int) -> Void
+    ) {
         let pieces = (count + perPiece - 1) / perPiece
         guard pieces > 1 else {
             var w = JSONWriter.resumingArray(depth: 1, itemsBefore: 0, capacity: count * bytesPerItem)
             for i in 0..<count { body(&w, i) }
-            return count == 0 ? [] : [w.bytes]
+            w.withBytes(sink)
+            return
         }
-        let slots = SharedSlots(base: UnsafeMutablePointer<[UInt8]>.allocate(capacity: pieces))
-        slots.base.initialize(repeating: [], count: pieces)
+        let slots = SharedSlots(base: UnsafeMutablePointer<JSONWriter>.allocate(capacity: wave))
+        for j in 0..<wave {  // one writer (one buffer) each: copies of a writer would share the buffer
+            (slots.base + j).initialize(to: JSONWriter(capacity: perPiece * bytesPerItem))
+        }
         defer {
-            slots.base.deinitialize(count: pieces)
+            slots.base.deinitialize(count: wave)
             slots.base.deallocate()
         }
-        DispatchQueue.concurrentPerform(iterations: pieces) { p in
-            let range = (p * perPiece)..<min(count, (p + 1) * perPiece)
-            var w = JSONWriter.resumingArray(depth: 1, itemsBefore: range.lowerBound, capacity: range.count * bytesPerItem)
-            for i in range { body(&w, i) }
-            slots.base[p] = w.bytes
+        var first = 0
+        while first < pieces {
+            let inWave = min(wave, pieces - first)
+            let start = first
+            DispatchQueue.concurrentPerform(iterations: inWave) { j in
+                let range = ((start + j) * perPiece)..<min(count, (start + j + 1) * perPiece)
+                slots.base[j].resume(depth: 1, itemsBefore: range.lowerBound)
+                for i in range { body(&slots.base[j], i) }
+            }
+            for j in 0..<inWave { slots.base[j].withBytes(sink) }
+            first += inWave
         }
-        return Array(UnsafeBufferPointer(start: slots.base, count: pieces))
     }
 
     // MARK: Markdown
