@@ -315,6 +315,12 @@ public struct ImageReference: Hashable, Codable, Sendable, CustomStringConvertib
     }
 }
 
+/// A value handed to other threads whose safety the caller guarantees (each is used by one thread at a time).
+struct UncheckedBox<T>: @unchecked Sendable {
+    let value: T
+    init(_ value: T) { self.value = value }
+}
+
 /// image key → references, split into shards by a hash of the key so that several threads can build it at once.
 struct ReferenceIndex: Sendable, Codable, Hashable {
     var shards: [[String: Inventory.RefList]]
@@ -381,9 +387,15 @@ public struct Inventory: Sendable, Codable, Hashable {
     }
 
     public init(host: String, domains: [Domain]) {
+        self.init(host: host, domains: domains, indexed: true)
+    }
+
+    /// `indexed` false: no reference index yet (every image looks unreferenced) until `reindex()` — for callers
+    /// that build it side by side with other work.
+    public init(host: String, domains: [Domain], indexed: Bool) {
         self.host = host
         self.domains = domains
-        self.index = Inventory.buildIndex(domains)
+        self.index = indexed ? Inventory.buildIndex(domains) : ReferenceIndex(shards: [[:]])
     }
 
     /// Rebuilds the reference index from `domains`.
@@ -405,8 +417,15 @@ public struct Inventory: Sendable, Codable, Hashable {
     public var imageCount: Int { index.count }
 
 
-    static func buildIndex(_ domains: [Domain]) -> ReferenceIndex {
-        // Large inventories are indexed on several threads, each taking the keys of its own shard.
+    /// Rebuilds the reference index while `work` runs alongside, on the processors the index leaves free.
+    public mutating func reindex(alongside work: () -> Void) {
+        let domains = self.domains
+        index = withoutActuallyEscaping(work) { Inventory.buildIndex(domains, alongside: $0) }
+    }
+
+    static func buildIndex(_ domains: [Domain], alongside work: (() -> Void)? = nil) -> ReferenceIndex {
+        // Large inventories are indexed on several threads, each taking the keys of its own shard; `work` is one
+        // more task of the same batch.
         let shards = domains.count < 512 ? 1 : ReferenceIndex.parallelShards
         let slots = UnsafeMutablePointer<[String: RefList]>.allocate(capacity: shards)
         slots.initialize(repeating: [:], count: shards)
@@ -418,7 +437,16 @@ public struct Inventory: Sendable, Codable, Hashable {
         let build = { @Sendable (shard: Int) in
             out.base[shard] = buildShard(domains, shard: shard, of: shards)
         }
-        if shards == 1 { build(0) } else { DispatchQueue.concurrentPerform(iterations: shards, execute: build) }
+        if let work {
+            let extra = UncheckedBox(work)
+            DispatchQueue.concurrentPerform(iterations: shards + 1) { task in
+                if task == shards { extra.value() } else { build(task) }
+            }
+        } else if shards == 1 {
+            build(0)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: shards, execute: build)
+        }
         return ReferenceIndex(shards: Array(UnsafeBufferPointer(start: slots, count: shards)))
     }
 

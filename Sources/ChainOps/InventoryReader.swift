@@ -153,7 +153,7 @@ public enum InventoryReader {
     /// Reads domain XML (and snapshot XML) files. Errors in one file are collected, the others still read.
     /// `probe`: complete unterminated chains and read image facts from local image files.
     public static func fromXMLFiles(
-        _ paths: [String], probe: Bool = true, resolve customResolve: PathResolver? = nil
+        _ paths: [String], probe: Bool = true, resolve customResolve: PathResolver? = nil, indexed: Bool = true
     ) throws(ObserveError) -> (inventory: Inventory, errors: [String]) {
         let files = try xmlFiles(paths)
         final class Slots: @unchecked Sendable {
@@ -167,13 +167,14 @@ public enum InventoryReader {
             }
         }
         let slots = Slots(files.count)
-        // Contiguous chunks, one per worker, each with its own path cache: no lock is taken per file or per path.
-        let workers = files.count < 64 ? 1 : max(1, ProcessInfo.processInfo.activeProcessorCount)
-        let chunk = (files.count + workers - 1) / max(workers, 1)
-        parallel(workers) { w in
+        // Chunks of consecutive files, handed out to the processors as they become free (a processor that is
+        // slowed down by other work does not hold the others up); each chunk has its own path cache, so no lock is
+        // taken per file or per path.
+        let perChunk = 64
+        parallel((files.count + perChunk - 1) / perChunk) { c in
             let cache = CanonicalCache(locking: false)
             let resolve = customResolve ?? { cache.canonical($0) }
-            for i in (w * chunk)..<min(files.count, (w + 1) * chunk) {
+            for i in (c * perChunk)..<min(files.count, (c + 1) * perChunk) {
                 parseOne(i, resolve, cache)
             }
         }
@@ -233,7 +234,7 @@ public enum InventoryReader {
             }
         }
         let host = paths.count == 1 ? "xml:" + paths[0] : "xml:" + paths.joined(separator: ",")
-        return (Inventory(host: host, domains: domains), errors)
+        return (Inventory(host: host, domains: domains, indexed: indexed), errors)
     }
 
     static func isSnapshot(_ bytes: [UInt8]) -> Bool {

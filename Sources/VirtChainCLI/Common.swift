@@ -180,9 +180,10 @@ struct SourceOptions: ParsableArguments {
     }
 
     /// Observes the host or reads the XML files.
-    func inventory(names: [String] = []) throws -> Inventory {
+    /// `indexed` false: XML dumps are read without the reference index (the caller builds it with `reindex()`).
+    func inventory(names: [String] = [], indexed: Bool = true) throws -> Inventory {
         if !domainXML.isEmpty {
-            let (inv, errors) = try InventoryReader.fromXMLFiles(domainXML)
+            let (inv, errors) = try InventoryReader.fromXMLFiles(domainXML, indexed: indexed)
             for e in errors { Stderr.write("virt-chain: warning: \(e)\n") }
             if inv.domains.isEmpty && !errors.isEmpty {
                 throw CLIError("no domain XML could be read from \(domainXML.joined(separator: ", "))")

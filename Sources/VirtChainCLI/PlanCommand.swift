@@ -48,10 +48,14 @@ struct PlanCommand: ParsableCommand {
             let loaded = try LoadedPolicies.load(policies, allowEmpty: allowEmpty)
             let hostConfig = try loadHostConfig(config)
             clock.mark("policies")
-            var inventory = try source.inventory(names: domains)
+            var inventory = try source.inventory(names: domains, indexed: false)
             clock.mark("inventory")
-            let match = loaded.match(inventory)
-            clock.mark("match")
+            // Policy matching and the reference index read the same domains: build them side by side.
+            let observed = inventory
+            var matched: LoadedPolicies.Match?
+            inventory.reindex { matched = loaded.match(observed) }
+            let match = matched!
+            clock.mark("match + index")
             if !match.diagnostics.isEmpty {
                 for d in match.diagnostics { Stderr.write("\(d)\n") }
                 throw CLIError(
