@@ -463,12 +463,22 @@ public struct Inventory: Sendable, Codable, Hashable {
         }
         for d in domains.indices {
             for k in domains[d].disks.indices {
-                guard let depth = domains[d].disks[k].chain?.layers.count else { continue }
-                for position in 0..<depth {
-                    add(
-                        domains[d].disks[k].chain!.layers[position].source.key,
-                        ImageReference(
-                            domain: domains[d].name, disk: domains[d].disks[k].target, kind: .chain(position: position)))
+                // Through a buffer pointer: only the fields read are loaded (no copy of each Layer).
+                domains[d].disks[k].chain?.layers.withUnsafeBufferPointer { layers in
+                    for position in layers.indices {
+                        let kind = layers[position].source.kind
+                        let key: String
+                        if kind == .file || kind == .block, let path = layers[position].source.path {
+                            key = path  // = source.key, without building it
+                        } else {
+                            key = layers[position].source.key
+                        }
+                        add(
+                            key,
+                            ImageReference(
+                                domain: domains[d].name, disk: domains[d].disks[k].target,
+                                kind: .chain(position: position)))
+                    }
                 }
             }
             for snapshot in domains[d].snapshots {

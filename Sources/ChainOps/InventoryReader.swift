@@ -139,15 +139,18 @@ public enum InventoryReader {
         defer { close(fd) }
         var st = stat()
         fstat(fd, &st)
-        var buf = [UInt8](repeating: 0, count: max(0, Int(st.st_size)))
-        var done = 0
-        while done < buf.count {
-            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress.map { $0 + done }, $0.count - done) }
-            if n <= 0 { break }
-            done += n
+        let size = max(0, Int(st.st_size))
+        // Not zero-filled first: read() fills what it returns, and only that is kept.
+        return [UInt8](unsafeUninitializedCapacity: size) { buf, initialized in
+            var done = 0
+            while done < size {
+                let n = read(fd, buf.baseAddress! + done, size - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                done += n
+            }
+            initialized = done
         }
-        if done < buf.count { buf.removeLast(buf.count - done) }
-        return buf
     }
 
     /// Reads domain XML (and snapshot XML) files. Errors in one file are collected, the others still read.

@@ -99,6 +99,16 @@ public struct JSONWriter {
     }
     public mutating func endString() { buffer.append(0x22) }
 
+    /// The last path component of `path` (what `PathUtil.basename` returns), as part of the open string.
+    public mutating func stringPart(basenameOf path: String) {
+        var path = path
+        path.withUTF8 { b in
+            var start = b.count
+            while start > 0 && b[start - 1] != 0x2F { start -= 1 }
+            appendEscapedContent(UnsafeBufferPointer(rebasing: b[start...]))
+        }
+    }
+
     public mutating func null() { append(literal: "null") }
 
     public mutating func bool(_ b: Bool) { append(literal: b ? "true" : "false") }

@@ -2,6 +2,26 @@
 
 import Dispatch
 
+/// Where `PlanRender.describe` writes: a String, or the JSON string being written.
+protocol TextSink {
+    mutating func put(_ s: String)
+    /// The last path component of `path` ("?" for nil).
+    mutating func putBase(_ path: String?)
+}
+
+extension String: TextSink {
+    mutating func put(_ s: String) { append(s) }
+    mutating func putBase(_ path: String?) { append(path.map(PathUtil.basename) ?? "?") }
+}
+
+extension JSONWriter: TextSink {
+    mutating func put(_ s: String) { stringPart(s) }
+    mutating func putBase(_ path: String?) {
+        guard let path else { return stringPart("?") }
+        stringPart(basenameOf: path)
+    }
+}
+
 public enum PlanRender {
     static func base(_ path: String?) -> String { path.map(PathUtil.basename) ?? "?" }
 
@@ -12,39 +32,78 @@ public enum PlanRender {
 
     /// One-line description of what a step does.
     public static func describe(_ s: Step) -> String {
+        var out = ""
+        describe(s, into: &out)
+        return out
+    }
+
+    /// The description written piece by piece (into a String, or straight into a JSON string: no intermediate
+    /// strings for the tens of thousands of steps of a large plan).
+    static func describe<Sink: TextSink>(_ s: Step, into o: inout Sink) {
         switch s.action {
         case .commit:
-            let layers = layersBetween(s)
-            if s.expectBefore.first == s.top {
-                if s.mode == .offline {
-                    return "commit \(layers) into \(base(s.base)); the domain then uses \(base(s.base))"
-                }
-                return "active commit \(layers) into \(base(s.base)), then pivot to \(base(s.base))"
+            let active = s.expectBefore.first == s.top
+            o.put(active && s.mode != .offline ? "active commit " : "commit ")
+            layersBetween(s, into: &o)
+            o.put(" into ")
+            o.putBase(s.base)
+            if active {
+                o.put(s.mode == .offline ? "; the domain then uses " : ", then pivot to ")
+                o.putBase(s.base)
             }
-            return "commit \(layers) into \(base(s.base))"
         case .pull:
-            if let b = s.base {
-                return "pull \(layersBetween(s)) into \(base(s.top)); new backing \(base(b))"
+            if s.base != nil {
+                o.put("pull ")
+                layersBetween(s, into: &o)
+                o.put(" into ")
+                o.putBase(s.top)
+                o.put("; new backing ")
+                o.putBase(s.base)
+            } else {
+                o.put("pull the whole chain into ")
+                o.putBase(s.top)
+                o.put(" (self-contained)")
             }
-            return "pull the whole chain into \(base(s.top)) (self-contained)"
         case .copy:
-            let kind = s.base == nil ? "full copy (flattened)" : "shallow copy (keeps backing \(base(s.base)))"
-            return "\(kind) of \(base(s.top)) to \(s.destination ?? "?"), then switch to it"
+            if s.base == nil {
+                o.put("full copy (flattened)")
+            } else {
+                o.put("shallow copy (keeps backing ")
+                o.putBase(s.base)
+                o.put(")")
+            }
+            o.put(" of ")
+            o.putBase(s.top)
+            o.put(" to ")
+            o.put(s.destination ?? "?")
+            o.put(", then switch to it")
         case .rebase:
-            return "record backing format \(s.backingFormat ?? "?") of \(base(s.base)) in \(base(s.top))"
+            o.put("record backing format ")
+            o.put(s.backingFormat ?? "?")
+            o.put(" of ")
+            o.putBase(s.base)
+            o.put(" in ")
+            o.putBase(s.top)
         case .metadataDelete:
-            return "delete libvirt metadata of snapshot \(s.snapshot ?? "?") (files untouched)"
+            o.put("delete libvirt metadata of snapshot ")
+            o.put(s.snapshot ?? "?")
+            o.put(" (files untouched)")
         case .deleteImage:
-            return "delete retired image \(s.top ?? "?")"
+            o.put("delete retired image ")
+            o.put(s.top ?? "?")
         }
     }
 
-    /// The images a commit or pull removes from the chain, from `expectBefore`/`expectAfter`.
-    static func layersBetween(_ s: Step) -> String {
-        var removed = s.expectBefore.filter { !s.expectAfter.contains($0) }  // chains are short: no Set
-        if s.action == .commit, let b = s.base { removed.removeAll { $0 == b } }
-        if removed.isEmpty, let t = s.top { removed = [t] }
-        return removed.map(PathUtil.basename).joined(separator: ", ")
+    /// The images a commit or pull removes from the chain, from `expectBefore`/`expectAfter`, comma-separated.
+    static func layersBetween<Sink: TextSink>(_ s: Step, into o: inout Sink) {
+        var first = true
+        for path in s.expectBefore where !s.expectAfter.contains(path) {  // chains are short: no Set
+            if s.action == .commit && path == s.base { continue }
+            if !first { o.put(", ") }
+            o.putBase(path)
+            first = false
+        }
+        if first, let t = s.top { o.putBase(t) }
     }
 
     /// The reason without a leading `domain/disk: ` (the renderers print the disk already).
@@ -242,7 +301,7 @@ public enum PlanRender {
         w.key("backingFormat"); w.string(s.backingFormat)
         w.key("expectBefore"); writeStrings(s.expectBefore, into: &w)
         w.key("expectAfter"); writeStrings(s.expectAfter, into: &w)
-        w.key("description"); w.string(describe(s))
+        w.key("description"); w.beginString(); describe(s, into: &w); w.endString()
         w.endObject()
     }
 

@@ -189,8 +189,18 @@ public enum DomainXML {
         let (topSource, topIndex) = source(
             c, type: c.attr(diskEl, "type") ?? "file", element: srcEl, referencedBy: nil, resolve: resolve)
         guard let topSource else { return nil }  // empty cdrom etc.
+        // Exactly as many layers as the XML nests (arrays grown by doubling would carry up to half again as much
+        // unused space for every chain of a large inventory).
+        var depth = 1
+        var nested = c.child(diskEl, "backingStore")
+        while nested >= 0 && depth < 4096 {
+            depth += 1
+            nested = c.child(nested, "backingStore")
+        }
         var layers: [Layer] = []
+        layers.reserveCapacity(depth)
         var keys: [String] = [topSource.key]  // for loop detection (chains are short: no Set)
+        keys.reserveCapacity(depth)
         var problems: [ChainProblem] = []
         var top = Layer(source: topSource, format: driverType, formatRecorded: driverType != nil, index: topIndex)
         top.encrypted = c.hasChild(diskEl, "encryption") || c.hasChild(srcEl, "encryption")
