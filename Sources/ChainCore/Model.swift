@@ -321,14 +321,24 @@ struct UncheckedBox<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// image key → references, split into shards by a hash of the key so that several threads can build it at once.
-struct ReferenceIndex: Sendable, Codable, Hashable {
-    var shards: [[String: Inventory.RefList]]
+/// An image key with its hash computed once (FNV-1a over the bytes, eight at a time): the reference index picks a
+/// shard with it and its dictionaries hash only these eight bytes, not the whole path again.
+struct PathKey: Hashable, Sendable, Codable {
+    let string: String
+    let hash: UInt64
 
-    /// The shard of `key`: a cheap mix of its bytes (the dictionaries hash keys again themselves).
-    @inline(__always) static func shard(of key: String, _ count: Int) -> Int {
+    init(_ string: String) {
+        self.string = string
+        hash = PathKey.hash(of: string)
+    }
+
+    static func == (a: PathKey, b: PathKey) -> Bool { a.hash == b.hash && a.string == b.string }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(hash) }
+
+    static func hash(of key: String) -> UInt64 {
         var key = key
-        let h = key.withUTF8 { b -> UInt64 in
+        return key.withUTF8 { b -> UInt64 in
             var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(b.count)
             guard let p = b.baseAddress.map(UnsafeRawPointer.init) else { return h }
             var i = 0
@@ -342,7 +352,15 @@ struct ReferenceIndex: Sendable, Codable, Hashable {
             }
             return h ^ (h >> 29)
         }
-        return Int((h >> 32) % UInt64(count))
+    }
+}
+
+/// image key → references, split into shards by a hash of the key so that several threads can build it at once.
+struct ReferenceIndex: Sendable, Codable, Hashable {
+    var shards: [[PathKey: Inventory.RefList]]
+
+    @inline(__always) static func shard(of key: PathKey, _ count: Int) -> Int {
+        Int((key.hash >> 32) % UInt64(count))
     }
 
     /// Shards of a large inventory's index (work items for `concurrentPerform`). Two: every shard walks the whole
@@ -350,7 +368,8 @@ struct ReferenceIndex: Sendable, Codable, Hashable {
     static let parallelShards = 2
 
     subscript(key: String) -> Inventory.RefList? {
-        shards.count == 1 ? shards[0][key] : shards[ReferenceIndex.shard(of: key, shards.count)][key]
+        let k = PathKey(key)
+        return shards.count == 1 ? shards[0][k] : shards[ReferenceIndex.shard(of: k, shards.count)][k]
     }
 
     var count: Int { shards.reduce(0) { $0 + $1.count } }
@@ -427,7 +446,7 @@ public struct Inventory: Sendable, Codable, Hashable {
         // Large inventories are indexed on several threads, each taking the keys of its own shard; `work` is one
         // more task of the same batch.
         let shards = domains.count < 512 ? 1 : ReferenceIndex.parallelShards
-        let slots = UnsafeMutablePointer<[String: RefList]>.allocate(capacity: shards)
+        let slots = UnsafeMutablePointer<[PathKey: RefList]>.allocate(capacity: shards)
         slots.initialize(repeating: [:], count: shards)
         defer {
             slots.deinitialize(count: shards)
@@ -450,10 +469,11 @@ public struct Inventory: Sendable, Codable, Hashable {
         return ReferenceIndex(shards: Array(UnsafeBufferPointer(start: slots, count: shards)))
     }
 
-    static func buildShard(_ domains: [Domain], shard: Int, of shards: Int) -> [String: RefList] {
-        var refs: [String: RefList] = [:]
+    static func buildShard(_ domains: [Domain], shard: Int, of shards: Int) -> [PathKey: RefList] {
+        var refs: [PathKey: RefList] = [:]
         refs.reserveCapacity(domains.count * 16 / shards)
-        func add(_ key: String, _ ref: @autoclosure () -> ImageReference) {
+        func add(_ path: String, _ ref: @autoclosure () -> ImageReference) {
+            let key = PathKey(path)
             guard shards == 1 || ReferenceIndex.shard(of: key, shards) == shard else { return }
             if let i = refs.index(forKey: key) {
                 refs.values[i].append(ref())
@@ -590,7 +610,7 @@ public struct Inventory: Sendable, Codable, Hashable {
         for shard in index.shards {
             var i = shard.startIndex
             while i != shard.endIndex {
-                if case .many = shard.values[i] { body(shard.keys[i]) }
+                if case .many = shard.values[i] { body(shard.keys[i].string) }
                 shard.formIndex(after: &i)
             }
         }
