@@ -237,6 +237,29 @@ let fixDir = "/var/lib/libvirt/images/vcfix"
         )
         #expect(el.child("name")?.text == "a<bAB")
     }
+
+    /// An element's text is its own character data and CDATA, in order, without its children's text, comments or
+    /// processing instructions; blank text (even written as references) is no text.
+    @Test(arguments: [
+        ("<a>  x <b>inner</b> y <!-- c --> <![CDATA[ <z> ]]> &amp; <?pi q?> </a>",
+         "  x " + " y " + " " + " <z> " + " & " + " "),
+        ("<a>&#32;<b/>\n</a>", ""),
+        ("<a>t1<b x=\"1>2\"/>t2<c y='>'>in</c>t3</a>", "t1t2t3"),
+        ("<a>p<a>q</a>r</a>", "pr"),
+        ("<a> web-1 </a>", " web-1 "),
+        ("<a>x&lt;y</a>", "x<y"),
+        ("<a><![CDATA[  ]]><b>t</b></a>", ""),
+        ("<a><!-- only --></a>", ""),
+        ("<a/>", ""),
+    ])
+    func elementTextIsItsOwnCharacterData(xml: String, text: String) throws {
+        let el = try XMLReader.parse(xml)
+        #expect(el.text == text)
+        // The same through the index cursor the domain reader uses.
+        let doc = try XMLReader.document(Array(xml.utf8)) { _ in .whole }
+        #expect(doc.text == text)
+        #expect(doc.doc.withCursor { $0.text(doc.index) } == text)
+    }
 }
 
 @Suite struct PathUtilTests {

@@ -4,6 +4,12 @@
 // but only materialises the elements the caller asks for: everything else is scanned byte by byte and dropped.
 // That keeps parsing of large XML dumps cheaper than building a full tree.
 
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// A parsed element: name, attributes in document order, child elements and concatenated text.
 public struct XMLElement: Sendable, Hashable {
     public var name: String
@@ -76,7 +82,6 @@ public enum XMLReader {
             try p.document(keep: keep)
             doc.nodes = p.nodes
             doc.attrs = p.attrs
-            doc.texts = p.texts
         }
         return XMLNode(doc: doc, index: 0)
     }
@@ -101,8 +106,12 @@ public final class XMLDocument: @unchecked Sendable {
         var firstChild: Int32 = -1
         var lastChild: Int32 = -1
         var next: Int32 = -1
-        /// Index into `texts`, or -1 when the element has no non-blank text.
-        var text: Int32 = -1
+        /// The element's content (between its tags) and what its own text is: 0 none (blank), 1 the content
+        /// itself, 2 the content with references to decode, 3 character data and CDATA between markup (read again
+        /// from the content when asked for: rare, and no string is made for the blank text of the rest).
+        var contentStart: Int32 = 0
+        var contentEnd: Int32 = 0
+        var textKind: UInt8 = 0
     }
 
     struct Attr {
@@ -116,9 +125,85 @@ public final class XMLDocument: @unchecked Sendable {
     let bytes: [UInt8]
     var nodes: [Node] = []
     var attrs: [Attr] = []
-    var texts: [String] = []
 
     init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// The concatenated character data and CDATA of `node` itself (not of its children); "" when blank.
+    static func text(of node: Node, in buf: UnsafeBufferPointer<UInt8>) -> String {
+        let range = Int(node.contentStart)..<Int(node.contentEnd)
+        switch node.textKind {
+        case 1: return String(decoding: UnsafeBufferPointer(rebasing: buf[range]), as: UTF8.self)
+        case 2: return (try? XMLParserCore.decodeRefs(buf, range)) ?? ""
+        case 3: return ownText(buf, range)
+        default: return ""
+        }
+    }
+
+    /// The text of a content range that holds markup: character data and CDATA outside child elements, comments
+    /// and processing instructions. The range was checked well-formed when it was parsed.
+    static func ownText(_ buf: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String {
+        var out: [UInt8] = []
+        var depth = 0
+        var k = range.lowerBound
+        func starts(_ s: StaticString) -> Bool {
+            let n = s.utf8CodeUnitCount
+            guard k + n <= range.upperBound else { return false }
+            for j in 0..<n where buf[k + j] != s.utf8Start[j] { return false }
+            return true
+        }
+        func past(_ s: StaticString) -> Int {
+            var j = k
+            while j < range.upperBound {
+                k = j
+                if starts(s) { return j + s.utf8CodeUnitCount }
+                j += 1
+            }
+            return range.upperBound
+        }
+        while k < range.upperBound {
+            if buf[k] != 0x3C {  // character data up to the next '<'
+                let s = k
+                while k < range.upperBound && buf[k] != 0x3C { k += 1 }
+                guard depth == 0 else { continue }
+                if let decoded = try? XMLParserCore.decodeRefs(buf, s..<k) {
+                    out.append(contentsOf: decoded.utf8)
+                }
+            } else if starts("<!--") {
+                k += 4
+                k = past("-->")
+            } else if starts("<![CDATA[") {
+                let s = k + 9
+                k = s
+                let end = past("]]>")
+                if depth == 0 { out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[s..<(end - 3)])) }
+                k = end
+            } else if starts("<?") {
+                k += 2
+                k = past("?>")
+            } else if k + 1 < range.upperBound && buf[k + 1] == 0x2F {  // end tag
+                while k < range.upperBound && buf[k] != 0x3E { k += 1 }
+                k += 1
+                depth -= 1
+            } else {  // start tag: to its '>', past quoted attribute values
+                var quote: UInt8 = 0
+                k += 1
+                while k < range.upperBound {
+                    let c = buf[k]
+                    if quote != 0 {
+                        if c == quote { quote = 0 }
+                    } else if c == 0x22 || c == 0x27 {
+                        quote = c
+                    } else if c == 0x3E {
+                        break
+                    }
+                    k += 1
+                }
+                if buf[k - 1] != 0x2F { depth += 1 }  // not `<x/>`
+                k += 1
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 
     func string(_ start: Int32, _ end: Int32) -> String {
         bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)]), as: UTF8.self) }
@@ -144,11 +229,11 @@ extension XMLDocument {
     /// Runs `body` with a cursor over the document's flat arrays (no reference counting, no exclusivity checks per
     /// access): the fast way to read many elements, as the domain model builder does.
     func withCursor<R, E: Error>(_ body: (XMLCursor) throws(E) -> R) throws(E) -> R {
-        let (nodes, attrs, bytes, texts) = (self.nodes, self.attrs, self.bytes, self.texts)
+        let (nodes, attrs, bytes) = (self.nodes, self.attrs, self.bytes)
         return try nodes.withUnsafeBufferPointer { (n) throws(E) -> R in
             try attrs.withUnsafeBufferPointer { (a) throws(E) -> R in
                 try bytes.withUnsafeBufferPointer { (b) throws(E) -> R in
-                    try body(XMLCursor(nodes: n, attrs: a, bytes: b, texts: texts))
+                    try body(XMLCursor(nodes: n, attrs: a, bytes: b))
                 }
             }
         }
@@ -161,7 +246,6 @@ struct XMLCursor {
     let nodes: UnsafeBufferPointer<XMLDocument.Node>
     let attrs: UnsafeBufferPointer<XMLDocument.Attr>
     let bytes: UnsafeBufferPointer<UInt8>
-    let texts: [String]
 
     @inline(__always) func equals(_ start: Int32, _ end: Int32, _ name: StaticString) -> Bool {
         let n = name.utf8CodeUnitCount
@@ -256,8 +340,8 @@ struct XMLCursor {
     }
 
     func text(_ node: Int32) -> String {
-        guard node >= 0, nodes[Int(node)].text >= 0 else { return "" }
-        return texts[Int(nodes[Int(node)].text)]
+        guard node >= 0 else { return "" }
+        return XMLDocument.text(of: nodes[Int(node)], in: bytes)
     }
 
     func name(_ node: Int32) -> String {
@@ -303,7 +387,10 @@ public struct XMLNode: Sendable {
         }
     }
 
-    public var text: String { node.text >= 0 ? doc.texts[Int(node.text)] : "" }
+    public var text: String {
+        let n = node
+        return n.textKind == 0 ? "" : doc.bytes.withUnsafeBufferPointer { XMLDocument.text(of: n, in: $0) }
+    }
 
     public var children: [XMLNode] {
         var out: [XMLNode] = []
@@ -372,7 +459,6 @@ struct XMLParserCore {
     /// The kept elements, built here (not in the shared document) so that no exclusivity checks run per access.
     var nodes: [XMLDocument.Node] = []
     var attrs: [XMLDocument.Attr] = []
-    var texts: [String] = []
     var i = 0
     /// Attribute names of the current start tag (reused to avoid an allocation per element).
     var seen: [Range<Int>] = []
@@ -398,6 +484,19 @@ struct XMLParserCore {
             k += 1
         }
         return XMLError(message: message, line: line, column: col)
+    }
+
+    func isBlank(_ r: Range<Int>) -> Bool {
+        for k in r where !isSpace(buf[k]) { return false }
+        return true
+    }
+
+    /// Offset of the first `byte` in `from..<to` (default: to the end), or nil (memchr: many bytes per step).
+    @inline(__always) func find(_ byte: UInt8, from: Int, to: Int? = nil) -> Int? {
+        let end = to ?? buf.count
+        guard from < end, let base = buf.baseAddress else { return nil }
+        guard let p = memchr(base + from, Int32(byte), end - from) else { return nil }
+        return base.distance(to: p.assumingMemoryBound(to: UInt8.self))
     }
 
     @inline(__always) func peek(_ offset: Int = 0) -> UInt8 {
@@ -554,13 +653,13 @@ struct XMLParserCore {
             guard q == DQ || q == SQ else { throw error("expected a quoted attribute value") }
             i += 1
             let vstart = i
-            var hasRef = false
-            while i < buf.count && buf[i] != q {
-                if buf[i] == LT { throw error("'<' is not allowed in attribute values") }
-                if buf[i] == AMP { hasRef = true }
-                i += 1
+            guard let end = find(q, from: i) else { throw error("unterminated attribute value", at: vstart) }
+            if let lt = find(LT, from: vstart, to: end) {
+                i = lt
+                throw error("'<' is not allowed in attribute values")
             }
-            guard i < buf.count else { throw error("unterminated attribute value", at: vstart) }
+            let hasRef = find(AMP, from: vstart, to: end) != nil
+            i = end
             let vr = vstart..<i
             i += 1
             if hasRef { _ = try decodeRefs(vr) }
@@ -657,7 +756,12 @@ struct XMLParserCore {
         if kept { nodes[Int(node)].attrCount = Int32(attrs.count) - nodes[Int(node)].attrStart }
         defer { if parentMode == .container && kept { path.removeLast() } }
         if selfClosing { return node }
-        var text: [UInt8] = []
+        // The element's own text is not copied here: only whether it has any non-blank text, and where its
+        // content is (most kept elements hold only indentation between their children).
+        let contentStart = i
+        var hasText = false
+        var markup = false
+        var refs = false
         // Content.
         while true {
             guard i < buf.count else {
@@ -667,6 +771,7 @@ struct XMLParserCore {
             if c == LT {
                 let n = peek(1)
                 if n == SLASH {
+                    let contentEnd = i
                     i += 2
                     let endName = try name()
                     guard equal(endName, nameRange) else {
@@ -677,25 +782,29 @@ struct XMLParserCore {
                     skipSpace()
                     guard peek() == GT else { throw error("expected '>' in end tag") }
                     i += 1
-                    if kept, text.contains(where: { !isSpace($0) }) {
-                        nodes[Int(node)].text = Int32(texts.count)
-                        texts.append(String(decoding: text, as: UTF8.self))
+                    if kept && hasText {
+                        nodes[Int(node)].contentStart = Int32(contentStart)
+                        nodes[Int(node)].contentEnd = Int32(contentEnd)
+                        nodes[Int(node)].textKind = markup ? 3 : (refs ? 2 : 1)
                     }
                     return node
                 } else if n == EXCL {
+                    markup = true
                     if startsWith("<!--") {
                         try comment()
                     } else if startsWith("<![CDATA[") {
                         i += 9
                         let s = i
                         try skipPast("]]>", what: "CDATA section")
-                        if kept { text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[s..<(i - 3)])) }
+                        if kept && !hasText { hasText = !isBlank(s..<(i - 3)) }
                     } else {
                         throw error("unexpected '<!'")
                     }
                 } else if n == QM {
+                    markup = true
                     try skipPast("?>", what: "processing instruction")
                 } else {
+                    markup = true
                     let child = try element(path: &path, mode: mode, keep: keep)
                     if child >= 0 && node >= 0 {
                         let last = nodes[Int(node)].lastChild
@@ -710,19 +819,13 @@ struct XMLParserCore {
             } else {
                 // Character data up to the next '<'.
                 let s = i
-                var hasRef = false
-                while i < buf.count && buf[i] != LT {
-                    if buf[i] == AMP { hasRef = true }
-                    i += 1
-                }
-                if kept {
-                    if hasRef {
-                        text.append(contentsOf: Array(try decodeRefs(s..<i).utf8))
-                    } else {
-                        text.append(contentsOf: UnsafeBufferPointer(rebasing: buf[s..<i]))
-                    }
-                } else if hasRef {
-                    _ = try decodeRefs(s..<i)
+                i = find(LT, from: i) ?? buf.count
+                if find(AMP, from: s, to: i) != nil {
+                    let decoded = try decodeRefs(s..<i)  // checked even where nothing is kept
+                    refs = true
+                    if kept && !hasText { hasText = decoded.utf8.contains { !isSpace($0) } }
+                } else if kept && !hasText {
+                    hasText = !isBlank(s..<i)
                 }
             }
         }
