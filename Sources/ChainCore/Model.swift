@@ -15,13 +15,74 @@ public struct ImageSource: Hashable, Codable, Sendable {
     public var path: String?
     /// The name exactly as written in the XML or image header (may be relative, may contain `..`).
     public var written: String?
+    /// Network, volume and other non-file details, out of line: the hundreds of thousands of file sources of a
+    /// large inventory stay small (nil when all of them are unset).
+    private var remote: Remote?
+
+    final class Remote: Hashable, Codable, @unchecked Sendable {
+        // Mutated only while uniquely referenced (copy on write, in `ImageSource.withRemote`).
+        var networkProtocol: String?
+        var name: String?
+        var hosts: [String] = []
+        var pool: String?
+        var volume: String?
+
+        init() {}
+
+        func copy() -> Remote {
+            let r = Remote()
+            (r.networkProtocol, r.name, r.hosts, r.pool, r.volume) = (networkProtocol, name, hosts, pool, volume)
+            return r
+        }
+
+        var isEmpty: Bool { networkProtocol == nil && name == nil && hosts.isEmpty && pool == nil && volume == nil }
+
+        static func == (a: Remote, b: Remote) -> Bool {
+            a.networkProtocol == b.networkProtocol && a.name == b.name && a.hosts == b.hosts && a.pool == b.pool
+                && a.volume == b.volume
+        }
+
+        func hash(into h: inout Hasher) {
+            h.combine(networkProtocol)
+            h.combine(name)
+            h.combine(hosts)
+            h.combine(pool)
+            h.combine(volume)
+        }
+    }
+
+    private mutating func withRemote(_ change: (Remote) -> Void) {
+        if remote == nil {
+            remote = Remote()
+        } else if !isKnownUniquelyReferenced(&remote!) {
+            remote = remote!.copy()
+        }
+        change(remote!)
+        if remote!.isEmpty { remote = nil }
+    }
+
     /// Network sources.
-    public var networkProtocol: String?
-    public var name: String?
-    public var hosts: [String]
+    public var networkProtocol: String? {
+        get { remote?.networkProtocol }
+        set { withRemote { $0.networkProtocol = newValue } }
+    }
+    public var name: String? {
+        get { remote?.name }
+        set { withRemote { $0.name = newValue } }
+    }
+    public var hosts: [String] {
+        get { remote?.hosts ?? [] }
+        set { withRemote { $0.hosts = newValue } }
+    }
     /// Volume sources.
-    public var pool: String?
-    public var volume: String?
+    public var pool: String? {
+        get { remote?.pool }
+        set { withRemote { $0.pool = newValue } }
+    }
+    public var volume: String? {
+        get { remote?.volume }
+        set { withRemote { $0.volume = newValue } }
+    }
 
     public init(
         kind: SourceKind, path: String? = nil, written: String? = nil, networkProtocol: String? = nil,
@@ -30,11 +91,11 @@ public struct ImageSource: Hashable, Codable, Sendable {
         self.kind = kind
         self.path = path
         self.written = written
-        self.networkProtocol = networkProtocol
-        self.name = name
-        self.hosts = hosts
-        self.pool = pool
-        self.volume = volume
+        if networkProtocol != nil || name != nil || !hosts.isEmpty || pool != nil || volume != nil {
+            let r = Remote()
+            (r.networkProtocol, r.name, r.hosts, r.pool, r.volume) = (networkProtocol, name, hosts, pool, volume)
+            remote = r
+        }
     }
 
     public static func file(_ path: String, written: String? = nil) -> ImageSource {
@@ -68,25 +129,106 @@ public struct Layer: Hashable, Codable, Sendable {
     /// `backing format`, or the XML `<format>`/`<driver type>`). A qcow2 overlay with an unrecorded backing
     /// format makes libvirt ≥ 6.0 refuse to start the guest.
     public var formatRecorded: Bool
+    public var encrypted: Bool
     /// libvirt's `index` attribute: a stable ID, not a position. nil when not from live XML.
     public var index: Int?
+    /// What probing the image file found, out of line (nil until an image is probed: XML dumps of a large host
+    /// keep 170,000 layers small).
+    private var facts: Facts?
+
+    final class Facts: Hashable, Codable, @unchecked Sendable {
+        // Mutated only while uniquely referenced (copy on write, in `Layer.withFacts`).
+        var virtualSize: UInt64?
+        var dataBytes: UInt64?
+        var fileSize: UInt64?
+        var mtime: Double?
+        var bitmaps: [String] = []
+        var dataFile: String?
+        var backingWritten: String?
+        var allocation: ExtentSet?
+
+        init() {}
+
+        func copy() -> Facts {
+            let f = Facts()
+            (f.virtualSize, f.dataBytes, f.fileSize, f.mtime) = (virtualSize, dataBytes, fileSize, mtime)
+            (f.bitmaps, f.dataFile, f.backingWritten, f.allocation) = (bitmaps, dataFile, backingWritten, allocation)
+            return f
+        }
+
+        var isEmpty: Bool {
+            virtualSize == nil && dataBytes == nil && fileSize == nil && mtime == nil && bitmaps.isEmpty
+                && dataFile == nil && backingWritten == nil && allocation == nil
+        }
+
+        static func == (a: Facts, b: Facts) -> Bool {
+            a.virtualSize == b.virtualSize && a.dataBytes == b.dataBytes && a.fileSize == b.fileSize
+                && a.mtime == b.mtime && a.bitmaps == b.bitmaps && a.dataFile == b.dataFile
+                && a.backingWritten == b.backingWritten && a.allocation == b.allocation
+        }
+
+        func hash(into h: inout Hasher) {
+            h.combine(virtualSize)
+            h.combine(dataBytes)
+            h.combine(fileSize)
+            h.combine(mtime)
+            h.combine(bitmaps)
+            h.combine(dataFile)
+            h.combine(backingWritten)
+            h.combine(allocation)
+        }
+    }
+
+    private mutating func withFacts(_ change: (Facts) -> Void) {
+        if facts == nil {
+            facts = Facts()
+        } else if !isKnownUniquelyReferenced(&facts!) {
+            facts = facts!.copy()
+        }
+        change(facts!)
+        if facts!.isEmpty { facts = nil }
+    }
+
     /// Guest-visible size in bytes.
-    public var virtualSize: UInt64?
+    public var virtualSize: UInt64? {
+        get { facts?.virtualSize }
+        set { withFacts { $0.virtualSize = newValue } }
+    }
     /// Host bytes allocated to this image (like `du`).
-    public var dataBytes: UInt64?
+    public var dataBytes: UInt64? {
+        get { facts?.dataBytes }
+        set { withFacts { $0.dataBytes = newValue } }
+    }
     /// Host file size (st_size) for files.
-    public var fileSize: UInt64?
+    public var fileSize: UInt64? {
+        get { facts?.fileSize }
+        set { withFacts { $0.fileSize = newValue } }
+    }
     /// Modification time, seconds since the epoch (for fingerprints).
-    public var mtime: Double?
-    public var encrypted: Bool
+    public var mtime: Double? {
+        get { facts?.mtime }
+        set { withFacts { $0.mtime = newValue } }
+    }
     /// Names of persistent dirty bitmaps stored in the image.
-    public var bitmaps: [String]
+    public var bitmaps: [String] {
+        get { facts?.bitmaps ?? [] }
+        set { withFacts { $0.bitmaps = newValue } }
+    }
     /// qcow2 external data file, if any.
-    public var dataFile: String?
+    public var dataFile: String? {
+        get { facts?.dataFile }
+        set { withFacts { $0.dataFile = newValue } }
+    }
     /// Backing name as written in this layer's header (may be relative); nil for a base.
-    public var backingWritten: String?
+    public var backingWritten: String? {
+        get { facts?.backingWritten }
+        set { withFacts { $0.backingWritten = newValue } }
+    }
     /// Guest ranges whose data this layer holds on its own (measured only for disks that need a change).
-    public var allocation: ExtentSet?
+    public var allocation: ExtentSet? {
+        get { facts?.allocation }
+        set { withFacts { $0.allocation = newValue } }
+    }
 
     public init(
         source: ImageSource, format: String? = nil, formatRecorded: Bool = true, index: Int? = nil,
@@ -98,15 +240,11 @@ public struct Layer: Hashable, Codable, Sendable {
         self.format = format
         self.formatRecorded = formatRecorded
         self.index = index
-        self.virtualSize = virtualSize
-        self.dataBytes = dataBytes
-        self.fileSize = fileSize
-        self.mtime = mtime
         self.encrypted = encrypted
-        self.bitmaps = bitmaps
-        self.dataFile = dataFile
-        self.backingWritten = backingWritten
-        self.allocation = allocation
+        let f = Facts()
+        (f.virtualSize, f.dataBytes, f.fileSize, f.mtime) = (virtualSize, dataBytes, fileSize, mtime)
+        (f.bitmaps, f.dataFile, f.backingWritten, f.allocation) = (bitmaps, dataFile, backingWritten, allocation)
+        facts = f.isEmpty ? nil : f
     }
 
     public var key: String { source.key }
