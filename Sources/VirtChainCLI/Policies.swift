@@ -28,18 +28,8 @@ struct LoadedPolicies {
 
     /// The policy of each chain disk; disks matched by two policies get a conflict message instead.
     func match(_ inventory: Inventory) -> Match {
-        let assignment = PolicySet(policies).assign(inventory.domains)
-        var assignments: [DiskKey: Policy] = [:]
-        var conflicts: [DiskKey: String] = [:]
-        for e in assignment.entries {
-            if let p = e.policy { assignments[e.key] = p }
-        }
-        for d in assignment.diagnostics {
-            for e in assignment.entries where e.isConflicting && d.message.contains("domain \(e.key.domain) disk \(e.key.disk) ") {
-                conflicts[e.key] = d.message
-            }
-        }
-        return Match(assignments: assignments, conflicts: conflicts, diagnostics: assignment.diagnostics)
+        let (assignments, conflicts, diagnostics) = PolicySet(policies).assignments(inventory.domains)
+        return Match(assignments: assignments, conflicts: conflicts, diagnostics: diagnostics)
     }
 }
 

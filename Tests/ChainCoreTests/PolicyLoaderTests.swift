@@ -587,6 +587,12 @@ extension PolicyLoaderTests {
             // A cdrom is not a chain disk.
             #expect(assignment.entry(domain: "web-1", disk: "hdc") == nil)
             #expect(assignment.managed.map(\.key.description) == ["web-1/sda", "db-1/vda"])
+            // The map `plan` uses says the same.
+            let map = PolicySet(loaded.policies).assignments(domains)
+            #expect(map.diagnostics == assignment.diagnostics)
+            #expect(map.policies == Dictionary(uniqueKeysWithValues: assignment.managed.map { ($0.key, $0.policy!) }))
+            #expect(map.conflicts.keys.sorted() == assignment.entries.filter(\.isConflicting).map(\.key))
+            #expect(map.conflicts[DiskKey(domain: "web-1", disk: "vda")] == expected[0])
         }
 
         @Test func unmatchedDisksHaveNoPolicyAndNoError() {

@@ -33,6 +33,36 @@ public struct PolicySet: Hashable, Sendable {
         return PolicyAssignment(entries: entries, diagnostics: diagnostics)
     }
 
+    /// The policy of every chain disk matched by exactly one policy; each disk matched by several gets a
+    /// diagnostic (as in `assign`) and an entry in `conflicts` instead. No per-disk entry list: what `plan` needs
+    /// for tens of thousands of disks.
+    public func assignments(_ domains: [Domain]) -> (
+        policies: [DiskKey: Policy], conflicts: [DiskKey: String], diagnostics: [PolicyDiagnostic]
+    ) {
+        var assigned: [DiskKey: Policy] = [:]
+        var conflicts: [DiskKey: String] = [:]
+        var diagnostics: [PolicyDiagnostic] = []
+        for domain in domains {
+            for disk in domain.disks where disk.isChainDisk {
+                var first = -1
+                var several = false
+                for (p, policy) in policies.enumerated() where policy.matches(domain: domain.name, disk: disk.target) {
+                    if first < 0 { first = p } else { several = true }
+                }
+                guard first >= 0 else { continue }
+                let key = DiskKey(domain: domain.name, disk: disk.target)
+                if several {
+                    let d = Self.overlap(key, candidates(domain: domain.name, disk: disk.target))
+                    diagnostics.append(d)
+                    conflicts[key] = d.message
+                } else {
+                    assigned[key] = policies[first]
+                }
+            }
+        }
+        return (assigned, conflicts, diagnostics)
+    }
+
     /// `domain web-1 disk vda is matched by policies web-tier (policies/web.json:4) and all-vms
     /// (policies/all.json:3); make the match patterns disjoint`
     static func overlap(_ key: DiskKey, _ policies: [Policy]) -> PolicyDiagnostic {
