@@ -61,6 +61,23 @@ import Testing
         }
     }
 
+    /// Every character that needs an escape is found wherever it sits in a string (the writer checks eight bytes
+    /// at a time, the last eight overlapping).
+    @Test func escapesAreFoundAtEveryPosition() {
+        for length in 1...24 {
+            for position in 0..<length {
+                for special in ["\"", "\\", "\n", "\u{01}", "\u{1f}", "é"] {
+                    var chars = Array(repeating: "a", count: length)
+                    chars[position] = special
+                    let s = chars.joined()
+                    var w = JSONWriter()
+                    w.string(s)
+                    #expect(w.bytes == Array(JSONOut.string(s).renderBytes().dropLast()), "\(length) \(position) \(special)")
+                }
+            }
+        }
+    }
+
     @Test func controlCharactersAreEscaped() {
         var w = JSONWriter()
         w.string("a\u{01}\"\\\n\u{1f}b")

@@ -187,18 +187,27 @@ public struct JSONWriter {
     private func appendEscapedContent(_ b: UnsafeBufferPointer<UInt8>) {
         guard let p = b.baseAddress else { return }
         let n = b.count
+        // Most strings (paths, names) need no escape at all: check them a word at a time (the last word overlaps
+        // the one before) and copy them whole.
+        if n >= 8 {
+            var i = 0
+            var clean = true
+            while clean {
+                let at = min(i, n - 8)
+                clean = JSONWriter.plain(UnsafeRawPointer(p + at).loadUnaligned(as: UInt64.self))
+                if at == n - 8 { break }
+                i += 8
+            }
+            if clean {
+                buffer.append(UnsafeRawBufferPointer(start: p, count: n))
+                return
+            }
+        }
         var start = 0
         var i = 0
         while i < n {
             // Skip eight plain bytes at a time: no byte < 0x20, no `"` (0x22), no `\` (0x5C).
-            while i + 8 <= n {
-                let w = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
-                let ones: UInt64 = 0x0101_0101_0101_0101
-                let high: UInt64 = 0x8080_8080_8080_8080
-                let control = (w &- ones &* 0x20) & ~w & high
-                let quote = ((w ^ (ones &* 0x22)) &- ones) & ~(w ^ (ones &* 0x22)) & high
-                let backslash = ((w ^ (ones &* 0x5C)) &- ones) & ~(w ^ (ones &* 0x5C)) & high
-                if control | quote | backslash != 0 { break }
+            while i + 8 <= n && JSONWriter.plain(UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)) {
                 i += 8
             }
             if i >= n { break }
@@ -223,6 +232,21 @@ public struct JSONWriter {
             start = i
         }
         if n > start { buffer.append(UnsafeRawBufferPointer(start: p + start, count: n - start)) }
+    }
+}
+
+extension JSONWriter {
+    /// Whether none of the eight bytes of `w` needs an escape: no byte < 0x20, no `"` (0x22), no `\` (0x5C).
+    /// (Classic word-at-a-time tests; a byte ≥ 0x80 never counts as < 0x20 or as either character.)
+    @inline(__always) static func plain(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let control = (w &- ones &* 0x20) & ~w & high
+        let q = w ^ (ones &* 0x22)
+        let quote = (q &- ones) & ~q & high
+        let b = w ^ (ones &* 0x5C)
+        let backslash = (b &- ones) & ~b & high
+        return control | quote | backslash == 0
     }
 }
 
