@@ -523,16 +523,22 @@ public struct Inventory: Sendable, Codable, Hashable {
     /// common case is stored without an array).
     private var index: ReferenceIndex
 
-    public enum RefList: Sendable, Codable, Hashable {
-        case one(ImageReference)
-        case many([ImageReference])
-        var all: [ImageReference] {
-            switch self {
-            case .one(let r): return [r]
-            case .many(let rs): return rs
-            }
-        }
-        mutating func append(_ r: ImageReference) {
+    /// One reference, as positions in `domains` (16 bytes; the names are read from the domains when asked).
+    struct CompactRef: Hashable, Codable, Sendable {
+        enum Kind: UInt8, Hashable, Codable, Sendable { case chain, snapshotOverlay, snapshotState }
+        var domain: Int32
+        /// Chain: the disk's index in `Domain.disks`; snapshot: the snapshot's index in `Domain.snapshots`.
+        var item: Int32
+        /// Chain: the position in the chain; snapshot: the index in `Snapshot.disks`.
+        var sub: Int32
+        var kind: Kind
+    }
+
+    /// The references of one image (most have exactly one: stored without an array).
+    enum RefList: Sendable, Codable, Hashable {
+        case one(CompactRef)
+        case many([CompactRef])
+        mutating func append(_ r: CompactRef) {
             switch self {
             case .one(let first): self = .many([first, r])
             case .many(var rs):
@@ -541,6 +547,44 @@ public struct Inventory: Sendable, Codable, Hashable {
                 self = .many(rs)
             }
         }
+        func forEach(_ body: (CompactRef) -> Bool) {
+            switch self {
+            case .one(let r): _ = body(r)
+            case .many(let rs):
+                for k in rs.indices where !body(rs[k]) { return }
+            }
+        }
+    }
+
+    /// The reference `c` with names.
+    func reference(_ c: CompactRef) -> ImageReference {
+        let d = domains[Int(c.domain)]
+        switch c.kind {
+        case .chain:
+            return ImageReference(domain: d.name, disk: d.disks[Int(c.item)].target, kind: .chain(position: Int(c.sub)))
+        case .snapshotOverlay, .snapshotState:
+            let snapshot = d.snapshots[Int(c.item)]
+            let target = snapshot.disks[Int(c.sub)].target
+            return ImageReference(
+                domain: d.name, disk: target,
+                kind: c.kind == .snapshotState
+                    ? .snapshotState(snapshot: snapshot.name) : .snapshotOverlay(snapshot: snapshot.name))
+        }
+    }
+
+    /// Whether `c` is the chain of (`domain`, `disk`), without building the reference.
+    func isChain(_ c: CompactRef, domain: String, disk: String) -> Bool {
+        c.kind == .chain && domains[Int(c.domain)].disks[Int(c.item)].target == disk
+            && domains[Int(c.domain)].name == domain
+    }
+
+    func all(_ list: RefList) -> [ImageReference] {
+        var out: [ImageReference] = []
+        list.forEach {
+            out.append(reference($0))
+            return true
+        }
+        return out
     }
 
     public init(host: String, domains: [Domain]) {
@@ -560,15 +604,15 @@ public struct Inventory: Sendable, Codable, Hashable {
 
     /// Read-only view of the reference index: `references[key]` is every reference to the image `key`.
     public struct ReferenceView: Sendable {
-        let index: ReferenceIndex
-        public subscript(key: String) -> [ImageReference]? { index[key]?.all }
-        public var count: Int { index.count }
+        let inventory: Inventory
+        public subscript(key: String) -> [ImageReference]? { inventory.index[key].map(inventory.all) }
+        public var count: Int { inventory.index.count }
     }
 
-    public var references: ReferenceView { ReferenceView(index: index) }
+    public var references: ReferenceView { ReferenceView(inventory: self) }
 
     /// Every chain and snapshot that references the image `key`.
-    public func references(of key: String) -> [ImageReference] { index[key]?.all ?? [] }
+    public func references(of key: String) -> [ImageReference] { index[key].map(all) ?? [] }
 
     /// Number of distinct images referenced.
     public var imageCount: Int { index.count }
@@ -610,13 +654,13 @@ public struct Inventory: Sendable, Codable, Hashable {
     static func buildShard(_ domains: [Domain], shard: Int, of shards: Int) -> [PathKey: RefList] {
         var refs: [PathKey: RefList] = [:]
         refs.reserveCapacity(domains.count * 16 / shards)
-        func add(_ path: String, _ ref: @autoclosure () -> ImageReference) {
+        func add(_ path: String, _ ref: CompactRef) {
             let key = PathKey(path)
             guard shards == 1 || ReferenceIndex.shard(of: key, shards) == shard else { return }
             if let i = refs.index(forKey: key) {
-                refs.values[i].append(ref())
+                refs.values[i].append(ref)
             } else {
-                refs[key] = .one(ref())
+                refs[key] = .one(ref)
             }
         }
         for d in domains.indices {
@@ -631,28 +675,17 @@ public struct Inventory: Sendable, Codable, Hashable {
                         } else {
                             key = layers[position].source.key
                         }
-                        add(
-                            key,
-                            ImageReference(
-                                domain: domains[d].name, disk: domains[d].disks[k].target,
-                                kind: .chain(position: position)))
+                        add(key, CompactRef(domain: Int32(d), item: Int32(k), sub: Int32(position), kind: .chain))
                     }
                 }
             }
-            for snapshot in domains[d].snapshots {
-                for ref in snapshot.disks {
+            for (si, snapshot) in domains[d].snapshots.enumerated() {
+                for (ri, ref) in snapshot.disks.enumerated() {
                     if let overlay = ref.overlay {
-                        add(
-                            overlay.key,
-                            ImageReference(
-                                domain: domains[d].name, disk: ref.target,
-                                kind: .snapshotOverlay(snapshot: snapshot.name)))
+                        add(overlay.key, CompactRef(domain: Int32(d), item: Int32(si), sub: Int32(ri), kind: .snapshotOverlay))
                     }
                     for state in ref.stateSources {
-                        add(
-                            state.key,
-                            ImageReference(
-                                domain: domains[d].name, disk: ref.target, kind: .snapshotState(snapshot: snapshot.name)))
+                        add(state.key, CompactRef(domain: Int32(d), item: Int32(si), sub: Int32(ri), kind: .snapshotState))
                     }
                 }
             }
@@ -664,15 +697,7 @@ public struct Inventory: Sendable, Codable, Hashable {
     /// *shared*: it must never be written, moved or deleted. A snapshot overlay reference is not counted: the
     /// overlay's content is not part of the snapshot's point-in-time state (the state sources are).
     public func foreignReferences(of key: String, domain: String, disk: String) -> [ImageReference] {
-        guard let list = index[key] else { return [] }
-        if case .one(let r) = list, case .chain = r.kind, r.domain == domain, r.disk == disk { return [] }
-        return list.all.filter { ref in
-            switch ref.kind {
-            case .chain: return !(ref.domain == domain && ref.disk == disk)
-            case .snapshotState: return true
-            case .snapshotOverlay: return false
-            }
-        }
+        foreignReferenceSample(of: key, domain: domain, disk: disk, limit: Int.max).sample
     }
 
     /// How many foreign references `key` has, and the first `limit` of them (without building the whole list).
@@ -682,14 +707,15 @@ public struct Inventory: Sendable, Codable, Hashable {
         guard let list = index[key] else { return (0, []) }
         var count = 0
         var sample: [ImageReference] = []
-        for ref in list.all {
-            switch ref.kind {
-            case .chain: if ref.domain == domain && ref.disk == disk { continue }
+        list.forEach { c in
+            switch c.kind {
+            case .chain: if isChain(c, domain: domain, disk: disk) { return true }
             case .snapshotState: break
-            case .snapshotOverlay: continue
+            case .snapshotOverlay: return true
             }
             count += 1
-            if sample.count < limit { sample.append(ref) }
+            if sample.count < limit { sample.append(reference(c)) }
+            return true
         }
         return (count, sample)
     }
@@ -698,29 +724,19 @@ public struct Inventory: Sendable, Codable, Hashable {
         hasForeignReference(key: key, domain: domain, disk: disk)
     }
 
-    /// Calls `body` with each reference to the image `key`, in index order, until it returns false. Allocates
-    /// nothing (the planner's hot path).
+    /// Calls `body` with each reference to the image `key`, in index order, until it returns false.
     public func forEachReference(of key: String, _ body: (ImageReference) -> Bool) {
-        switch index[key] {
-        case nil:
-            return
-        case .one(let ref):
-            _ = body(ref)
-        case .many(let refs):
-            for k in refs.indices {
-                if !body(refs[k]) { return }
-            }
-        }
+        index[key]?.forEach { body(reference($0)) }
     }
 
     /// `!foreignReferences(of: key, domain: domain, disk: disk).isEmpty` without building the array: whether the
     /// image has a reference other than the chain of (`domain`, `disk`) — another chain, or a snapshot's saved
-    /// state. Stops at the first one.
+    /// state. Stops at the first one. Allocates nothing (the planner's hot path).
     public func hasForeignReference(key: String, domain: String, disk: String) -> Bool {
         var foreign = false
-        forEachReference(of: key) { ref in
-            switch ref.kind {
-            case .chain: foreign = ref.disk != disk || ref.domain != domain
+        index[key]?.forEach { c in
+            switch c.kind {
+            case .chain: foreign = !isChain(c, domain: domain, disk: disk)
             case .snapshotState: foreign = true
             case .snapshotOverlay: foreign = false
             }
@@ -733,8 +749,8 @@ public struct Inventory: Sendable, Codable, Hashable {
     /// not even as an overlay, names the image. Allocates nothing.
     public func isReferencedOnlyByChain(key: String, domain: String, disk: String) -> Bool {
         var only = true
-        forEachReference(of: key) { ref in
-            if case .chain = ref.kind, ref.domain == domain, ref.disk == disk { return true }
+        index[key]?.forEach { c in
+            if isChain(c, domain: domain, disk: disk) { return true }
             only = false
             return false
         }
