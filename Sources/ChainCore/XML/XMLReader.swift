@@ -454,6 +454,13 @@ private let SEMI = UInt8(ascii: ";")
     isNameStart(c) || (c >= 0x30 && c <= 0x39) || c == 0x2D || c == 0x2E
 }
 
+/// `isNameChar` of every byte value.
+nonisolated(unsafe) private let nameCharTable: UnsafePointer<Bool> = {  // written once, then only read
+    let table = UnsafeMutablePointer<Bool>.allocate(capacity: 256)
+    for c in 0..<256 { table[c] = isNameChar(UInt8(c)) }
+    return UnsafePointer(table)
+}()
+
 struct XMLParserCore {
     let buf: UnsafeBufferPointer<UInt8>
     /// The kept elements, built here (not in the shared document) so that no exclusivity checks run per access.
@@ -543,7 +550,9 @@ struct XMLParserCore {
         let start = i
         guard i < buf.count, isNameStart(buf[i]) else { throw error("expected a name") }
         i += 1
-        while i < buf.count && isNameChar(buf[i]) { i += 1 }
+        // One table lookup per byte (names are most of what a start or end tag holds).
+        let table = nameCharTable
+        while i < buf.count && table[Int(buf[i])] { i += 1 }
         return start..<i
     }
 
