@@ -8,6 +8,45 @@ public enum SourceKind: String, Codable, Sendable, Hashable {
     case file, block, network, volume, nvme, vhostuser, unknown
 }
 
+/// A value kept out of line, copy on write, and not stored at all while it equals `T()` — for fields that most of
+/// hundreds of thousands of instances leave unset (keeps `Layer` and `ImageSource` small).
+struct OutOfLine<T: Hashable & Codable & Sendable & Defaultable>: Hashable, Codable, Sendable {
+    private final class Box: @unchecked Sendable {  // mutated only while uniquely referenced
+        var value: T
+        init(_ value: T) { self.value = value }
+    }
+    private var box: Box?
+
+    init(_ value: T = T()) {
+        box = value == T() ? nil : Box(value)
+    }
+
+    /// Reads through `body` without copying the value out.
+    @inline(__always) func read<V>(_ body: (borrowing T) -> V, default fallback: @autoclosure () -> V) -> V {
+        guard let box else { return fallback() }
+        return body(box.value)
+    }
+
+    mutating func update(_ change: (inout T) -> Void) {
+        if box == nil {
+            box = Box(T())
+        } else if !isKnownUniquelyReferenced(&box!) {
+            box = Box(box!.value)
+        }
+        change(&box!.value)
+        if box!.value == T() { box = nil }
+    }
+
+    var value: T { box?.value ?? T() }
+    static func == (a: OutOfLine, b: OutOfLine) -> Bool { a.value == b.value }
+    func hash(into h: inout Hasher) { h.combine(value) }
+    init(from decoder: Decoder) throws { self.init(try T(from: decoder)) }
+    func encode(to encoder: Encoder) throws { try value.encode(to: encoder) }
+}
+
+/// A type with an all-default value (`T()`).
+protocol Defaultable { init() }
+
 /// One image of a chain, as libvirt or the image header names it.
 public struct ImageSource: Hashable, Codable, Sendable {
     public var kind: SourceKind
@@ -15,73 +54,38 @@ public struct ImageSource: Hashable, Codable, Sendable {
     public var path: String?
     /// The name exactly as written in the XML or image header (may be relative, may contain `..`).
     public var written: String?
-    /// Network, volume and other non-file details, out of line: the hundreds of thousands of file sources of a
-    /// large inventory stay small (nil when all of them are unset).
-    private var remote: Remote?
+    /// Network, volume and other non-file details.
+    private var remote: OutOfLine<Remote>
 
-    final class Remote: Hashable, Codable, @unchecked Sendable {
-        // Mutated only while uniquely referenced (copy on write, in `ImageSource.withRemote`).
+    struct Remote: Hashable, Codable, Sendable, Defaultable {
         var networkProtocol: String?
         var name: String?
         var hosts: [String] = []
         var pool: String?
         var volume: String?
-
-        init() {}
-
-        func copy() -> Remote {
-            let r = Remote()
-            (r.networkProtocol, r.name, r.hosts, r.pool, r.volume) = (networkProtocol, name, hosts, pool, volume)
-            return r
-        }
-
-        var isEmpty: Bool { networkProtocol == nil && name == nil && hosts.isEmpty && pool == nil && volume == nil }
-
-        static func == (a: Remote, b: Remote) -> Bool {
-            a.networkProtocol == b.networkProtocol && a.name == b.name && a.hosts == b.hosts && a.pool == b.pool
-                && a.volume == b.volume
-        }
-
-        func hash(into h: inout Hasher) {
-            h.combine(networkProtocol)
-            h.combine(name)
-            h.combine(hosts)
-            h.combine(pool)
-            h.combine(volume)
-        }
-    }
-
-    private mutating func withRemote(_ change: (Remote) -> Void) {
-        if remote == nil {
-            remote = Remote()
-        } else if !isKnownUniquelyReferenced(&remote!) {
-            remote = remote!.copy()
-        }
-        change(remote!)
-        if remote!.isEmpty { remote = nil }
     }
 
     /// Network sources.
     public var networkProtocol: String? {
-        get { remote?.networkProtocol }
-        set { withRemote { $0.networkProtocol = newValue } }
+        get { remote.read({ $0.networkProtocol }, default: nil) }
+        set { remote.update { $0.networkProtocol = newValue } }
     }
     public var name: String? {
-        get { remote?.name }
-        set { withRemote { $0.name = newValue } }
+        get { remote.read({ $0.name }, default: nil) }
+        set { remote.update { $0.name = newValue } }
     }
     public var hosts: [String] {
-        get { remote?.hosts ?? [] }
-        set { withRemote { $0.hosts = newValue } }
+        get { remote.read({ $0.hosts }, default: []) }
+        set { remote.update { $0.hosts = newValue } }
     }
     /// Volume sources.
     public var pool: String? {
-        get { remote?.pool }
-        set { withRemote { $0.pool = newValue } }
+        get { remote.read({ $0.pool }, default: nil) }
+        set { remote.update { $0.pool = newValue } }
     }
     public var volume: String? {
-        get { remote?.volume }
-        set { withRemote { $0.volume = newValue } }
+        get { remote.read({ $0.volume }, default: nil) }
+        set { remote.update { $0.volume = newValue } }
     }
 
     public init(
@@ -91,11 +95,8 @@ public struct ImageSource: Hashable, Codable, Sendable {
         self.kind = kind
         self.path = path
         self.written = written
-        if networkProtocol != nil || name != nil || !hosts.isEmpty || pool != nil || volume != nil {
-            let r = Remote()
-            (r.networkProtocol, r.name, r.hosts, r.pool, r.volume) = (networkProtocol, name, hosts, pool, volume)
-            remote = r
-        }
+        remote = OutOfLine(
+            Remote(networkProtocol: networkProtocol, name: name, hosts: hosts, pool: pool, volume: volume))
     }
 
     public static func file(_ path: String, written: String? = nil) -> ImageSource {
@@ -132,12 +133,10 @@ public struct Layer: Hashable, Codable, Sendable {
     public var encrypted: Bool
     /// libvirt's `index` attribute: a stable ID, not a position. nil when not from live XML.
     public var index: Int?
-    /// What probing the image file found, out of line (nil until an image is probed: XML dumps of a large host
-    /// keep 170,000 layers small).
-    private var facts: Facts?
+    /// What probing the image file found (unset for the layers of XML dumps).
+    private var facts: OutOfLine<Facts>
 
-    final class Facts: Hashable, Codable, @unchecked Sendable {
-        // Mutated only while uniquely referenced (copy on write, in `Layer.withFacts`).
+    struct Facts: Hashable, Codable, Sendable, Defaultable {
         var virtualSize: UInt64?
         var dataBytes: UInt64?
         var fileSize: UInt64?
@@ -146,88 +145,47 @@ public struct Layer: Hashable, Codable, Sendable {
         var dataFile: String?
         var backingWritten: String?
         var allocation: ExtentSet?
-
-        init() {}
-
-        func copy() -> Facts {
-            let f = Facts()
-            (f.virtualSize, f.dataBytes, f.fileSize, f.mtime) = (virtualSize, dataBytes, fileSize, mtime)
-            (f.bitmaps, f.dataFile, f.backingWritten, f.allocation) = (bitmaps, dataFile, backingWritten, allocation)
-            return f
-        }
-
-        var isEmpty: Bool {
-            virtualSize == nil && dataBytes == nil && fileSize == nil && mtime == nil && bitmaps.isEmpty
-                && dataFile == nil && backingWritten == nil && allocation == nil
-        }
-
-        static func == (a: Facts, b: Facts) -> Bool {
-            a.virtualSize == b.virtualSize && a.dataBytes == b.dataBytes && a.fileSize == b.fileSize
-                && a.mtime == b.mtime && a.bitmaps == b.bitmaps && a.dataFile == b.dataFile
-                && a.backingWritten == b.backingWritten && a.allocation == b.allocation
-        }
-
-        func hash(into h: inout Hasher) {
-            h.combine(virtualSize)
-            h.combine(dataBytes)
-            h.combine(fileSize)
-            h.combine(mtime)
-            h.combine(bitmaps)
-            h.combine(dataFile)
-            h.combine(backingWritten)
-            h.combine(allocation)
-        }
-    }
-
-    private mutating func withFacts(_ change: (Facts) -> Void) {
-        if facts == nil {
-            facts = Facts()
-        } else if !isKnownUniquelyReferenced(&facts!) {
-            facts = facts!.copy()
-        }
-        change(facts!)
-        if facts!.isEmpty { facts = nil }
     }
 
     /// Guest-visible size in bytes.
     public var virtualSize: UInt64? {
-        get { facts?.virtualSize }
-        set { withFacts { $0.virtualSize = newValue } }
+        get { facts.read({ $0.virtualSize }, default: nil) }
+        set { facts.update { $0.virtualSize = newValue } }
     }
     /// Host bytes allocated to this image (like `du`).
     public var dataBytes: UInt64? {
-        get { facts?.dataBytes }
-        set { withFacts { $0.dataBytes = newValue } }
+        get { facts.read({ $0.dataBytes }, default: nil) }
+        set { facts.update { $0.dataBytes = newValue } }
     }
     /// Host file size (st_size) for files.
     public var fileSize: UInt64? {
-        get { facts?.fileSize }
-        set { withFacts { $0.fileSize = newValue } }
+        get { facts.read({ $0.fileSize }, default: nil) }
+        set { facts.update { $0.fileSize = newValue } }
     }
     /// Modification time, seconds since the epoch (for fingerprints).
     public var mtime: Double? {
-        get { facts?.mtime }
-        set { withFacts { $0.mtime = newValue } }
+        get { facts.read({ $0.mtime }, default: nil) }
+        set { facts.update { $0.mtime = newValue } }
     }
     /// Names of persistent dirty bitmaps stored in the image.
     public var bitmaps: [String] {
-        get { facts?.bitmaps ?? [] }
-        set { withFacts { $0.bitmaps = newValue } }
+        get { facts.read({ $0.bitmaps }, default: []) }
+        set { facts.update { $0.bitmaps = newValue } }
     }
     /// qcow2 external data file, if any.
     public var dataFile: String? {
-        get { facts?.dataFile }
-        set { withFacts { $0.dataFile = newValue } }
+        get { facts.read({ $0.dataFile }, default: nil) }
+        set { facts.update { $0.dataFile = newValue } }
     }
     /// Backing name as written in this layer's header (may be relative); nil for a base.
     public var backingWritten: String? {
-        get { facts?.backingWritten }
-        set { withFacts { $0.backingWritten = newValue } }
+        get { facts.read({ $0.backingWritten }, default: nil) }
+        set { facts.update { $0.backingWritten = newValue } }
     }
     /// Guest ranges whose data this layer holds on its own (measured only for disks that need a change).
     public var allocation: ExtentSet? {
-        get { facts?.allocation }
-        set { withFacts { $0.allocation = newValue } }
+        get { facts.read({ $0.allocation }, default: nil) }
+        set { facts.update { $0.allocation = newValue } }
     }
 
     public init(
@@ -241,10 +199,10 @@ public struct Layer: Hashable, Codable, Sendable {
         self.formatRecorded = formatRecorded
         self.index = index
         self.encrypted = encrypted
-        let f = Facts()
-        (f.virtualSize, f.dataBytes, f.fileSize, f.mtime) = (virtualSize, dataBytes, fileSize, mtime)
-        (f.bitmaps, f.dataFile, f.backingWritten, f.allocation) = (bitmaps, dataFile, backingWritten, allocation)
-        facts = f.isEmpty ? nil : f
+        facts = OutOfLine(
+            Facts(
+                virtualSize: virtualSize, dataBytes: dataBytes, fileSize: fileSize, mtime: mtime, bitmaps: bitmaps,
+                dataFile: dataFile, backingWritten: backingWritten, allocation: allocation))
     }
 
     public var key: String { source.key }
