@@ -322,10 +322,34 @@ final class CanonicalCache: @unchecked Sendable {
     /// normalised directory → canonical directory, or nil when it does not exist.
     private var dirs: [String: String?] = [:]
 
-    /// The directory of the previous path and its canonical form: the images of one chain usually share a
-    /// directory, so most paths need neither a dictionary lookup nor a new string.
-    private var lastDir: [UInt8] = []
-    private var lastCanonical: String??
+    /// The last few directories seen and their canonical forms, most recent first: the images of one chain
+    /// usually share a directory, and chains alternate between a guest's directory and a base directory, so most
+    /// paths need neither a dictionary lookup nor a new string. (Only without the lock: one thread per cache.)
+    private var recent: [(dir: [UInt8], canonical: String?)] = []
+    private static let recentLimit = 4
+
+    /// The canonical form of the directory `normal[..<slash]` (nil: it does not exist).
+    private func directory(of normal: inout String, slash: Int) -> String? {
+        if lock == nil {
+            let hit = normal.withUTF8 { b -> Int? in
+                for (k, entry) in recent.enumerated() where entry.dir.count == slash {
+                    if slash == 0 { return k }  // "/"
+                    if entry.dir.withUnsafeBytes({ memcmp($0.baseAddress!, b.baseAddress!, slash) }) == 0 { return k }
+                }
+                return nil
+            }
+            if let hit {
+                if hit > 0 { recent.swapAt(hit, hit - 1) }  // keep frequent ones in front
+                return recent[max(0, hit - 1)].canonical
+            }
+        }
+        let canonical = lookup(PathUtil.dirname(normal))
+        if lock == nil {
+            if recent.count == Self.recentLimit { recent.removeLast() }
+            recent.insert((normal.withUTF8 { Array($0[..<slash]) }, canonical), at: 0)
+        }
+        return canonical
+    }
 
     func canonical(_ path: String) -> String {
         var normal = PathUtil.normalize(path)
@@ -338,19 +362,7 @@ final class CanonicalCache: @unchecked Sendable {
             guard let cwd = lookup(".") else { return normal }
             return cwd == "/" ? "/" + normal : cwd + "/" + normal
         }
-        let sameDir = lock == nil && lastCanonical != nil
-            && lastDir.count == slash
-            && normal.withUTF8 { b in lastDir.withUnsafeBytes { memcmp($0.baseAddress!, b.baseAddress!, slash) == 0 } }
-        let canonicalDir: String?
-        if sameDir, let cached = lastCanonical {
-            canonicalDir = cached
-        } else {
-            canonicalDir = lookup(PathUtil.dirname(normal))
-            if lock == nil {
-                lastDir = normal.withUTF8 { Array($0[..<slash]) }
-                lastCanonical = .some(canonicalDir)
-            }
-        }
+        let canonicalDir = directory(of: &normal, slash: slash)
         guard let canonicalDir else { return normal }
         let full: String
         if canonicalDir.utf8.count == slash && normal.utf8.starts(with: canonicalDir.utf8) {
@@ -400,6 +412,12 @@ final class CanonicalCache: @unchecked Sendable {
 
     /// Whether the directory of the normalised absolute `path` exists (from the cache; one `lstat` per new one).
     func directoryExists(of path: String) -> Bool {
-        lookup(PathUtil.dirname(path)) != nil
+        var path = path
+        let slash = path.withUTF8 { b -> Int in
+            var i = b.count - 1
+            while i >= 0 && b[i] != 0x2F { i -= 1 }
+            return i
+        }
+        return slash < 0 ? lookup(".") != nil : directory(of: &path, slash: slash) != nil
     }
 }

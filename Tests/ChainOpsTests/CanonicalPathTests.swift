@@ -25,6 +25,10 @@ import Testing
             root + "/link/b.qcow2", root + "/link/ln.qcow2", root + "/gone/x.qcow2", root + "/gone/y.qcow2",
             root + "/real/sub/c.qcow2", root + "/link/sub/../a.qcow2", root + "/real//b.qcow2", root + "/real/a.qcow2",
             "/", "/nonexistent-vc-dir/z.raw",
+            // Alternating between more directories than the resolver remembers, and files in "/".
+            root + "/real/a.qcow2", root + "/gone/x.qcow2", root + "/link/a.qcow2", root + "/real/sub/c.qcow2",
+            "/nonexistent-vc-dir/z.raw", root + "/link/b.qcow2", root + "/real/a.qcow2", "/vc-root-file.img",
+            root + "/gone/y.qcow2", root + "/link/ln.qcow2", "/vc-root-file.img", root + "/real/b.qcow2",
         ]
         let resolve = ImageProbe.makeResolver()
         let expected: [String: String] = [
@@ -34,7 +38,7 @@ import Testing
             root + "/gone/x.qcow2": root + "/gone/x.qcow2", root + "/gone/y.qcow2": root + "/gone/y.qcow2",
             root + "/real/sub/c.qcow2": real + "/sub/c.qcow2", root + "/link/sub/../a.qcow2": real + "/a.qcow2",
             root + "/real//b.qcow2": real + "/b.qcow2", "/": "/",
-            "/nonexistent-vc-dir/z.raw": "/nonexistent-vc-dir/z.raw",
+            "/nonexistent-vc-dir/z.raw": "/nonexistent-vc-dir/z.raw", "/vc-root-file.img": "/vc-root-file.img",
         ]
         for p in paths {
             let r = resolve(p)
