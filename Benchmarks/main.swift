@@ -1,8 +1,9 @@
 // virt-chain-bench: generators and measured workloads for docs/benchmarks.md.
 //
 //   virt-chain-bench gen-xml DIR [--count N] [--seed S]     write N live domain XML files (2 disks, chains 1–16 deep)
-//   virt-chain-bench parse DIR... [--phases]                 parse + model + reference index; prints time and peak RSS
-//                                                            (--phases: single-threaded breakdown, for profiling)
+//   virt-chain-bench parse DIR... [--phases | --sizes]       parse + model + reference index; prints time and peak RSS
+//                                                            (--phases: breakdown, fastest of 5 runs per phase;
+//                                                            --sizes: in-memory sizes of the model types)
 //   virt-chain-bench plan-only [--disks N] [--runs R] [--seed S]
 //                                                            times Planner.plan alone on an in-memory inventory
 //   virt-chain-bench live-setup --state FILE [--count N] [--prefix P] [--dir PARENT] [--connect URI]
@@ -474,7 +475,7 @@ func liveTeardown(_ args: [String]) throws {
 
 let usage = """
     usage: virt-chain-bench gen-xml DIR [--count N] [--seed S]
-           virt-chain-bench parse DIR... [--phases]
+           virt-chain-bench parse DIR... [--phases | --sizes]
            virt-chain-bench plan-only [--disks N] [--runs R] [--seed S]
            virt-chain-bench live-setup --state FILE [--count N] [--prefix P] [--dir PARENT] [--connect URI]
            virt-chain-bench live-teardown --state FILE
