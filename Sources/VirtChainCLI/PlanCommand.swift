@@ -70,9 +70,13 @@ struct PlanCommand: ParsableCommand {
             // file renamed into place at the end: a reader never sees half a plan).
             let saved = try out.map { try AtomicFile(path: $0) }
             if format == .json || saved != nil {
+                var stdoutError: Int32?
                 PlanRender.writeJSON(plan) { bytes in
-                    if format == .json { emit(bytes) }
+                    if format == .json && stdoutError == nil { stdoutError = writeAll(1, bytes) }
                     saved?.write(bytes)
+                }
+                if let e = stdoutError {  // (the saved plan's temporary file is removed with it)
+                    throw CLIError("cannot write the plan to standard output: \(String(cString: strerror(e)))")
                 }
             }
             clock.mark("render json")

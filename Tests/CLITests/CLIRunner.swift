@@ -25,7 +25,8 @@ enum CLI {
     }
 
     /// Runs `virt-chain ARGS` in the package root with a timeout (the child is terminated if it runs longer).
-    static func run(_ arguments: [String], timeout: TimeInterval = 120) throws -> Result {
+    /// `stdoutPath`: send standard output there instead (e.g. `/dev/full`); `Result.stdout` is then empty.
+    static func run(_ arguments: [String], timeout: TimeInterval = 120, stdoutPath: String? = nil) throws -> Result {
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw NotBuilt(description: "\(binary.path) not found: run `swift build --build-tests` first")
         }
@@ -35,7 +36,7 @@ enum CLI {
         let errPath = scratch.path + "/stderr"
         _ = FileManager.default.createFile(atPath: outPath, contents: nil)
         _ = FileManager.default.createFile(atPath: errPath, contents: nil)
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: stdoutPath ?? outPath))
         let err = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         defer {
             try? out.close()

@@ -304,6 +304,19 @@ private func chainPaths(_ disk: [String: Any]) -> [String] {
         #expect(try FileManager.default.contentsOfDirectory(atPath: out.path) == ["plan.json"])
     }
 
+    @Test func failingStandardOutputIsAnErrorAndLeavesNoPlanFile() throws {
+        let dir = try TempDir()
+        try dir.write("fixtures.json", Self.fixturePolicy)
+        let out = try TempDir()
+        let file = CLI.fixtureDomains + "/live-running-chain.xml"
+        let r = try CLI.run(
+            ["plan", "--policies", dir.path, "--domain-xml", file, "--format", "json", "--out", out.path + "/plan.json"],
+            stdoutPath: "/dev/full")
+        #expect(r.status == 1, "\(r)")
+        #expect(r.stderr.contains("cannot write the plan to standard output: No space left on device"), "\(r)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).isEmpty, "no plan, no temporary file")
+    }
+
     @Test func unwritablePlanFileIsAnErrorAndLeavesNothing() throws {
         let dir = try TempDir()
         try dir.write("fixtures.json", Self.fixturePolicy)
