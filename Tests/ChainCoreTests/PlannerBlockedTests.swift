@@ -303,8 +303,12 @@ struct PlannerFingerprintTests {
         stopped.state = .shutoff
         #expect(Fingerprint.disk(stopped, disk) != base)
         var grown = disk
-        grown.chain?.layers[0].dataBytes = 1
+        grown.chain?.layers[1].dataBytes = 1
         #expect(Fingerprint.disk(domain, grown) != base)
+        // The running guest's own writes to its active image do not count (see fingerprintFollowsTheChain…).
+        var written = disk
+        written.chain?.layers[0].dataBytes = 1
+        #expect(Fingerprint.disk(domain, written) == base)
         #expect(Fingerprint.key(domain, disk) == "uuid-vm/vda")
     }
 

@@ -359,6 +359,41 @@ struct PlannerBuildingBlockTests {
         }
     }
 
+    /// A fingerprint follows what `apply` must not find changed, and only that: for a running guest the active
+    /// image's size, mtime and data bytes are the guest's own writes and do not count; everything else does.
+    @Test func fingerprintFollowsTheChainButNotARunningGuestsWrites() {
+        let layers = [
+            PT.layer(PT.path("top.qcow2"), format: "qcow2"), PT.layer(PT.path("mid.qcow2"), format: "qcow2"),
+            PT.layer(PT.path("base.raw"), format: "raw"),
+        ]
+        for state in [DomainState.running, .shutoff, .paused] {
+            let domain = PT.domain("vm", state: state, disks: [PT.disk("vda", layers)])
+            let original = Fingerprint.disk(domain, domain.disks[0])
+            func changed(_ edit: (inout Domain) -> Void) -> Bool {
+                var d = domain
+                edit(&d)
+                #expect(Fingerprint.disks([(0, 0)], in: [d]) == [Fingerprint.disk(d, d.disks[0])])
+                return Fingerprint.disk(d, d.disks[0]) != original
+            }
+            // The guest's writes to its active image.
+            let guestWrites = [
+                changed { $0.disks[0].chain!.layers[0].mtime = 9e9 },
+                changed { $0.disks[0].chain!.layers[0].fileSize = 1 << 40 },
+                changed { $0.disks[0].chain!.layers[0].dataBytes = 1 << 40 },
+            ]
+            #expect(guestWrites == Array(repeating: state != .running, count: 3), "\(state)")
+            // Everything else.
+            #expect(changed { $0.disks[0].chain!.layers[1].mtime = 9e9 })
+            #expect(changed { $0.disks[0].chain!.layers[2].fileSize = 1 })
+            #expect(changed { $0.disks[0].chain!.layers[0].virtualSize = 1 << 41 })
+            #expect(changed { $0.disks[0].chain!.layers[0].source.path = "/elsewhere/top.qcow2" })
+            #expect(changed { $0.disks[0].chain!.layers[1].format = "raw" })
+            #expect(changed { $0.disks[0].chain!.layers.remove(at: 1) })
+            #expect(changed { $0.state = state == .running ? .paused : .running })
+            #expect(changed { $0.uuid = "other" })
+        }
+    }
+
     @Test func simulatorRefusesUnsafeSteps() {
         let layers = [
             SimLayer(path: "/a", data: PT.extents([0..<2])),

@@ -62,7 +62,10 @@ public struct FNV1a64: Sendable {
 public enum Fingerprint {
     /// Hex digest (64-bit FNV-1a, 16 digits) over the domain UUID, the disk target, the domain state and, for each
     /// layer (active first), its canonical path (or key), format, file size, mtime, virtual size and data bytes.
-    /// Not cryptographic: it detects drift, it does not authenticate.
+    /// A running guest writes its active image all the time, so for a running domain the active image's file
+    /// size, mtime and data bytes are left out (its path, format and virtual size stay in, and so does everything
+    /// of the images below it, which nothing but a block job may change): a plan saved for a running guest is not
+    /// stale just because the guest kept working. Not cryptographic: it detects drift, it does not authenticate.
     public static func disk(_ domain: Domain, _ disk: Disk) -> String {
         var h = FNV1a64()
         h.string("virt-chain disk fingerprint v1")
@@ -73,13 +76,14 @@ public enum Fingerprint {
             let layers = chain.layers
             h.integer(UInt64(layers.count))
             for i in layers.indices {
+                let live = i == 0 && domain.state == .running
                 h.string(layers[i].source.path ?? layers[i].source.key)
                 h.string(layers[i].format ?? "")
                 h.byte(layers[i].format == nil ? 0 : 1)
-                h.optional(layers[i].fileSize)
-                h.optional(layers[i].mtime.map { $0.bitPattern })
+                h.optional(live ? nil : layers[i].fileSize)
+                h.optional(live ? nil : layers[i].mtime.map { $0.bitPattern })
                 h.optional(layers[i].virtualSize)
-                h.optional(layers[i].dataBytes)
+                h.optional(live ? nil : layers[i].dataBytes)
             }
         } else {
             h.string("no-chain")
@@ -179,6 +183,7 @@ public enum Fingerprint {
                 reserve(8)
                 integer(UInt64(layers.count))
                 for i in layers.indices {
+                    let live = i == 0 && domain.state == .running  // see `Fingerprint.disk`
                     if let path = layers[i].source.path {
                         string(path)
                     } else {
@@ -187,10 +192,10 @@ public enum Fingerprint {
                     string(layers[i].format ?? "")
                     reserve(1 + 4 * 9)
                     byte(layers[i].format == nil ? 0 : 1)
-                    optional(layers[i].fileSize)
-                    optional(layers[i].mtime.map { $0.bitPattern })
+                    optional(live ? nil : layers[i].fileSize)
+                    optional(live ? nil : layers[i].mtime.map { $0.bitPattern })
                     optional(layers[i].virtualSize)
-                    optional(layers[i].dataBytes)
+                    optional(live ? nil : layers[i].dataBytes)
                 }
             } else {
                 string("no-chain")
