@@ -36,7 +36,7 @@ struct ShowCommand: ParsableCommand {
                 only: domains)
             switch format {
             case .text: emit(report.text())
-            case .json: emit(report.json().renderBytes())
+            case .json: report.writeJSON { emit($0) }
             }
             return Exit.ok
         }

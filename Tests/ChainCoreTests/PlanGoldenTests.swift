@@ -47,6 +47,16 @@ struct GoldenWorld {
         }
     }
 
+    var assignments: [DiskKey: Policy] {
+        var assignments: [DiskKey: Policy] = [:]
+        for d in domains {
+            for k in d.disks {
+                if let p = policies["\(d.name)/\(k.target)"] { assignments[DiskKey(domain: d.name, disk: k.target)] = p }
+            }
+        }
+        return assignments
+    }
+
     func plan() -> Plan {
         let inventory = Inventory(host: "qemu:///system", domains: domains)
         var assignments: [DiskKey: Policy] = [:]
@@ -279,6 +289,33 @@ let goldenScenarios: [(String, @Sendable () -> GoldenWorld)] = [
 @Suite struct PlanGoldenTests {
     static let goldenDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures/golden")
+
+    /// `show --format json` streams its JSON; it must be the bytes of the tree renderer, for every golden world and
+    /// for one large enough to be written in several parallel waves.
+    @Test func streamedShowJSONEqualsTheTreeRenderer() {
+        var all: [Domain] = []
+        for (_, make) in goldenScenarios {
+            let world = make()
+            let report = ShowReport(inventory: Inventory(host: "qemu:///system", domains: world.domains),
+                                    assignments: world.assignments)
+            var streamed: [UInt8] = []
+            report.writeJSON { streamed.append(contentsOf: $0) }
+            #expect(streamed == report.json().renderBytes())
+            all += world.domains
+        }
+        var large: [Domain] = []
+        for copy in 0..<80 {
+            for var d in all {
+                d.name += "-\(copy)"
+                large.append(d)
+            }
+        }
+        #expect(large.count > 4 * 512)
+        let report = ShowReport(inventory: Inventory(host: "xml:/dumps", domains: large))
+        var streamed: [UInt8] = []
+        report.writeJSON { streamed.append(contentsOf: $0) }
+        #expect(streamed == report.json().renderBytes())
+    }
 
     @Test func enoughScenarios() {
         #expect(goldenScenarios.count >= 15)

@@ -230,6 +230,111 @@ public struct ShowReport: Sendable {
         ])
     }
 
+    /// The bytes of `json().renderBytes()`, written directly (no tree) in parallel waves of domains and handed to
+    /// `sink` in order (what `show --format json` prints: tens of thousands of disks without a document in memory).
+    public func writeJSON(to sink: (UnsafeRawBufferPointer) -> Void) {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("formatVersion"); w.int(1)
+        w.key("host"); w.string(host)
+        w.key("domains"); w.beginArray()
+        w.withBytes(sink)
+        let rows = domains
+        PlanRender.inWaves(count: rows.count, perPiece: 512, bytesPerItem: 4096, sink: sink) { w, i in
+            let row = rows[i]
+            w.item()
+            w.beginObject()
+            w.key("name"); w.string(row.domain.name)
+            w.key("uuid"); w.string(row.domain.uuid)
+            w.key("state"); w.string(row.domain.state.rawValue)
+            w.key("persistent"); w.bool(row.domain.persistent)
+            w.key("disks"); w.beginArray()
+            for disk in row.disks {
+                w.item()
+                ShowReport.writeDisk(disk, into: &w)
+            }
+            w.endArray()
+            w.key("snapshots"); w.beginArray()
+            for s in row.domain.snapshots {
+                w.item()
+                w.beginObject()
+                w.key("name"); w.string(s.name)
+                w.key("parent"); w.string(s.parent)
+                w.key("current"); w.bool(s.isCurrent)
+                w.key("disks"); w.beginArray()
+                for r in s.disks {
+                    w.item()
+                    w.beginObject()
+                    w.key("target"); w.string(r.target)
+                    w.key("snapshot"); w.string(r.kind)
+                    w.key("overlay"); w.string(r.overlay?.display)
+                    w.key("state"); w.beginArray()
+                    for source in r.stateSources { w.item(); w.string(source.display) }
+                    w.endArray()
+                    w.endObject()
+                }
+                w.endArray()
+                w.endObject()
+            }
+            w.endArray()
+            w.endObject()
+        }
+        w = JSONWriter.resumingArray(depth: 1, itemsBefore: rows.count)
+        w.endArray()
+        w.endObject()
+        w.finish()
+        w.withBytes(sink)
+    }
+
+    static func writeDisk(_ row: DiskRow, into w: inout JSONWriter) {
+        let d = row.disk
+        w.beginObject()
+        w.key("target"); w.string(d.target)
+        w.key("device"); w.string(d.device)
+        w.key("managed"); w.bool(d.isChainDisk)
+        w.key("chain"); w.beginArray()
+        for lr in row.layers {
+            w.item()
+            w.beginObject()
+            w.key("path"); w.string(lr.layer.source.display)
+            w.key("type"); w.string(lr.layer.source.kind.rawValue)
+            w.key("format"); w.string(lr.layer.format)
+            w.key("index"); if let index = lr.layer.index { w.int(index) } else { w.null() }
+            w.key("virtualSize"); if let v = lr.layer.virtualSize { w.uint(v) } else { w.null() }
+            w.key("dataBytes"); if let v = lr.layer.dataBytes { w.uint(v) } else { w.null() }
+            w.key("shared"); w.bool(lr.sharedCount > 0)
+            w.key("sharedCount"); w.int(lr.sharedCount)
+            w.key("sharedWith"); w.beginArray()
+            for ref in lr.sharedWith.prefix(ShowReport.sharedSample) { w.item(); w.string(ref.description) }
+            w.endArray()
+            w.key("protected"); w.bool(lr.protected)
+            w.key("formatRecorded"); w.bool(lr.layer.formatRecorded)
+            w.key("bitmaps"); w.beginArray()
+            for b in lr.layer.bitmaps { w.item(); w.string(b) }
+            w.endArray()
+            w.endObject()
+        }
+        w.endArray()
+        w.key("chainComplete"); w.bool(d.chain?.complete ?? true)
+        w.key("policy"); w.string(row.policy?.name)
+        w.key("compliant"); w.bool(row.compliant)
+        w.key("problems"); w.beginArray()
+        for p in row.problems { w.item(); w.string(p) }
+        w.endArray()
+        w.key("job")
+        if let job = d.job {
+            w.beginObject()
+            w.key("type"); w.string(job.type.rawValue)
+            w.key("cur"); w.uint(job.cur)
+            w.key("end"); w.uint(job.end)
+            w.key("ready"); w.bool(job.ready)
+            w.endObject()
+        } else {
+            w.null()
+        }
+        w.endObject()
+    }
+
     func diskJSON(_ row: DiskRow) -> JSONOut {
         let d = row.disk
         var members: [(String, JSONOut)] = [
