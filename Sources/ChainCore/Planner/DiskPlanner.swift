@@ -471,7 +471,10 @@ struct DiskPlanner {
             costs = c
             solution = solve(&a, c)
             analysis = a
-            if let solution { checkSolution(solution, a, c) }
+            if let solution {
+                checkSolution(solution, a, c)
+                checkHeaderRewrites(solution)
+            }
         }
 
         var rebases: [RebasePair] = []
@@ -491,6 +494,37 @@ struct DiskPlanner {
         }
         if !blocked.isEmpty { return .blocked(blocked) }
         return .planned(buildChange(solution: solution, costs: costs, rebases: rebases, analysis: analysis))
+    }
+
+    /// A commit that leaves the active image in place rewrites the backing reference in the header of the image
+    /// right above what it merges: that is a write, so that image must lie inside the allowed roots too
+    /// (invariant 7). The solver only knows it may not be protected or shared; a solution that would rewrite a
+    /// header outside the roots is blocked rather than carried out. The operations are followed in the order
+    /// `buildChange` turns them into steps (the image above a commit is the nearest one still in the chain).
+    mutating func checkHeaderRewrites(_ solution: ShapeSolution) {
+        var alive = PositionSet(count: n, all: true)
+        var outside: [String] = []
+        for op in solution.operations {
+            if case .commit(let top, _) = op {
+                var upper = top - 1
+                while upper >= 0 && !alive[upper] { upper -= 1 }
+                // No image left above: the copy destination in storage.activeDir (inside the roots, or the copy is
+                // blocked) or none at all.
+                if upper >= 0 {
+                    let path = paths[upper]
+                    let inside = PlanBytes.withBytes(path) { context.roots.allows(bytes: $0, path: path) }
+                    if !inside && !outside.contains(path) { outside.append(path) }
+                }
+            }
+            for i in 0..<n where op.removes(i) { alive[i] = false }
+        }
+        guard !outside.isEmpty else { return }
+        block(
+            .outsideAllowedRoots,
+            "\(name): \(shapeRule) needs a commit that rewrites the backing reference in \(PlanText.list(outside)), "
+                + "outside the allowed roots (\(config.allowedRoots.joined(separator: ", "))). "
+                + "Add \(PlanText.list(outside.map(PlanPath.dirname))) to allowedRoots in \(PlanText.configHint), "
+                + "or protect those images so that pull is used.")
     }
 
     /// Adjacent surviving pairs (upper above lower) whose lower format is not recorded in upper and that no step
