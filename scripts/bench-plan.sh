@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: planning (docs/benchmarks.md, "plan").
 #
-#   bash scripts/bench-plan.sh [COUNT]       (default 10000 domains; RUNS=10 WARMUP=2 MAX_LOAD=1.0 env overrides)
+#   bash scripts/bench-plan.sh [COUNT]       (default 10000 domains; RUNS=10 ROUNDS=3 WARMUP=2 MAX_LOAD=1.0 env
+#                                             overrides)
 #
-# 1. ONE hyperfine run over COUNT generated live domain XML files (the same files as scripts/bench-xml.sh):
+# 1. Side by side, over COUNT generated live domain XML files (the same files as scripts/bench-xml.sh), in ROUNDS
+#    hyperfine runs whose command order alternates (times pooled; per-round ratios printed too):
 #      xmllint --noout FILES...                                   (baseline; one process, the list passed by xargs)
 #      virt-chain plan --policies P --domain-xml DIR --format json (load policies, parse, match, plan, render)
 #    Target: plan/xmllint ≤ 1.0.
@@ -15,6 +17,7 @@ cd "$(dirname "$0")/.."
 
 COUNT="${1:-10000}"
 RUNS="${RUNS:-10}"
+ROUNDS="${ROUNDS:-3}"
 WARMUP="${WARMUP:-2}"
 RUNS_PLAN_ONLY="${RUNS_PLAN_ONLY:-15}"
 MAX_LOAD="${MAX_LOAD:-1.0}"
@@ -83,11 +86,34 @@ ignore=()
     wait_for_low_load
 } | tee "$results/plan-machine.txt"
 
-hyperfine -N "${ignore[@]}" --warmup "$WARMUP" --runs "$RUNS" \
-    --export-json "$results/plan.json" --export-markdown "$results/plan.md" \
-    -n "xmllint --noout FILES ($COUNT files)" "xargs -s $xsize -a $work/files.txt xmllint --noout" \
-    -n "virt-chain plan --policies P --domain-xml DIR --format json" "${plan_cmd[*]}"
+# ROUNDS hyperfine runs, the order of the two commands alternating: hyperfine times all runs of one command, then
+# all of the other, so a machine whose speed drifts (a shared host) would favour whichever went first; alternating
+# and pooling every round's times cancels that. Per-round ratios are printed too.
+xmllint_name="xmllint --noout FILES ($COUNT files)"
+plan_name="virt-chain plan --policies P --domain-xml DIR --format json"
+for round in $(seq 1 "$ROUNDS"); do
+    x=(-n "$xmllint_name" "xargs -s $xsize -a $work/files.txt xmllint --noout")
+    p=(-n "$plan_name" "${plan_cmd[*]}")
+    if [ $((round % 2)) -eq 1 ]; then order=("${x[@]}" "${p[@]}"); else order=("${p[@]}" "${x[@]}"); fi
+    echo "round $round of $ROUNDS" >&2
+    hyperfine -N "${ignore[@]}" --warmup "$WARMUP" --runs "$RUNS" \
+        --export-json "$results/plan-round$round.json" "${order[@]}"
+done
+# Pooled: every run of every round, per command (xmllint first).
+jq -s --arg x "$xmllint_name" --arg p "$plan_name" '
+    def stats: (add / length) as $m | sort as $s
+        | {mean: $m, median: $s[(length / 2) | floor], min: $s[0], max: $s[-1],
+           stddev: ((map(. - $m | . * .) | add) / length | sqrt), runs: length};
+    [.[].results[]] as $all
+    | {results: [($x, $p) as $c | {command: $c} + ([$all[] | select(.command == $c) | .times[]] | stats)]}
+' "$results"/plan-round*.json >"$results/plan.json"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$results/plan-machine.txt"
+for round in $(seq 1 "$ROUNDS"); do
+    jq -r --arg x "$xmllint_name" --arg round "$round" '
+        (.results[] | select(.command == $x) | .mean) as $b
+        | "round \($round): plan/xmllint \((.results[] | select(.command != $x) | .mean / $b) * 100 | round / 100)"
+    ' "$results/plan-round$round.json"
+done | tee "$results/plan-rounds.txt"
 
 wait_for_low_load >/dev/null
 "$bench" plan-only --disks 20000 --runs "$RUNS_PLAN_ONLY" | tee "$results/plan-only.txt"
@@ -95,11 +121,15 @@ plan_rss=$(/usr/bin/time -f '%M' "${plan_cmd[@]}" 2>&1 >/dev/null | tail -1)
 
 {
     echo
-    echo "| command | mean ± σ (s) | median (s) | ratio to xmllint (mean) | ratio (median) |"
-    echo "|---|---|---|---|---|"
+    echo "All $ROUNDS rounds pooled ($((ROUNDS * RUNS)) runs per command):"
+    echo
+    echo "| command | mean ± σ (s) | median (s) | min … max (s) | ratio to xmllint (mean) | ratio (median) |"
+    echo "|---|---|---|---|---|---|"
     jq -r '.results[0] as $b | .results[] |
-        "| `\(.command)` | \(.mean*1000|round/1000) ± \(.stddev*1000|round/1000) | \(.median*1000|round/1000) | \((.mean/$b.mean)*100|round/100) | \((.median/$b.median)*100|round/100) |"' \
+        "| `\(.command)` | \(.mean*1000|round/1000) ± \(.stddev*1000|round/1000) | \(.median*1000|round/1000) | \(.min*1000|round/1000) … \(.max*1000|round/1000) | \((.mean/$b.mean)*100|round/100) | \((.median/$b.median)*100|round/100) |"' \
         "$results/plan.json"
+    echo
+    cat "$results/plan-rounds.txt"
     echo
     echo "peak RSS of virt-chain plan: $((plan_rss / 1024)) MiB"
     ratio=$(jq -r '(.results[1].mean / .results[0].mean) * 100 | round / 100' "$results/plan.json")
