@@ -92,11 +92,28 @@ struct PlannerPropertyTests {
 
     /// (a) The plan's bytes and step count equal the optimum of an exhaustive search; no plan ⇔ no solution.
     @Test func planIsOptimal() {
+        checkOptimality(seeds: 1...400, multiplier: 7919, maxLayers: 6, minPlanned: 150, minImpossible: 10)
+    }
+
+    /// (a) on chains of 7 to 10 layers (fewer cases: the exhaustive search grows quickly with the depth).
+    @Test func planIsOptimalOnLongChains() {
+        checkOptimality(seeds: 1...200, multiplier: 15_485_863, maxLayers: 10, minLayers: 7, minPlanned: 70, minImpossible: 5)
+    }
+
+    func checkOptimality(
+        seeds: ClosedRange<UInt64>, multiplier: UInt64, maxLayers: Int, minLayers: Int = 1, minPlanned: Int,
+        minImpossible: Int
+    ) {
         var planned = 0
         var impossible = 0
         var kinds: [String: Int] = [:]
-        for seed in 1...400 as ClosedRange<UInt64> {
-            let c = RandomCase.make(seed: seed &* 7919, maxLayers: 6)
+        var seed = seeds.lowerBound
+        var tried = 0
+        while tried < seeds.count {
+            let c = RandomCase.make(seed: seed &* multiplier, maxLayers: maxLayers)
+            seed += 1
+            if c.layers.count < minLayers { continue }
+            tried += 1
             let plan = c.plan()
             let optimum = BruteForce.optimum(c.simChain(), goal: Goal(policy: c.policy, original: c.paths))
             let blocked = plan.blocked(for: "vm")
@@ -119,8 +136,8 @@ struct PlannerPropertyTests {
                 #expect(optimum == nil, "\(c): blocked \(blocked) but search found \(String(describing: optimum))")
             }
         }
-        #expect(planned > 150)
-        #expect(impossible > 10)
+        #expect(planned > minPlanned)
+        #expect(impossible > minImpossible)
         // The random cases exercise every way of leaving the chain.
         for kind in ["commit", "active-commit", "pull", "copy-full", "copy-shallow"] {
             #expect(kinds[kind, default: 0] >= 5, "\(kind): \(kinds)")
