@@ -84,7 +84,7 @@ struct ShowIntegrationTests {
         #expect(web1Row.layers.last?.sharedWith.map(\.domain) == [web2.name])
         let text = report.text()
         #expect(text.contains("base.raw ← web1-a.qcow2 ← web1-b.qcow2 ← web1-c.qcow2 (active)"))
-        let json = report.json().render()
+        let json = String(decoding: report.jsonBytes(), as: UTF8.self)
         #expect(json.contains("\"formatVersion\": 1"))
     }
 

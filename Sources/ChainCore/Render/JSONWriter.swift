@@ -1,5 +1,5 @@
-/// A streaming JSON writer producing exactly the bytes of `JSONOut.renderBytes()` (two-space indentation, one
-/// member or item per line, `{}`/`[]` when empty), without building a tree first. Large outputs (plans of tens of
+/// A streaming JSON writer: two-space indentation, one member or item per line, `{}`/`[]` when empty, a newline at
+/// the end (the tests hold it to a reference tree renderer, byte for byte), without building a tree first. Large outputs (plans of tens of
 /// thousands of steps) are written in parallel pieces: a writer can start inside an open array with items already
 /// written (`resumingArray`), and the pieces concatenate to the whole document.
 ///
@@ -73,7 +73,7 @@ public struct JSONWriter {
 
     public mutating func endArray() { close(0x5D) }
 
-    /// Ends the document (the trailing newline of `renderBytes`).
+    /// Ends the document (a trailing newline).
     public mutating func finish() { buffer.append(0x0A) }
 
     // MARK: Values
@@ -183,7 +183,7 @@ public struct JSONWriter {
     }
 
     /// Copies runs of bytes that need no escape in one piece (found eight bytes at a time); escapes `"`, `\` and
-    /// control characters as `JSONOut.escape` does.
+    /// control characters (`\n`, `\r`, `\t`, else `\u00XX`).
     private func appendEscapedContent(_ b: UnsafeBufferPointer<UInt8>) {
         guard let p = b.baseAddress else { return }
         let n = b.count

@@ -153,66 +153,9 @@ public enum PlanRender {
 
     // MARK: JSON
 
-    public static func stepJSON(_ s: Step) -> JSONOut {
-        .object([
-            ("id", .int(Int64(s.id))),
-            ("host", .string(s.host)),
-            ("domain", .string(s.domain)),
-            ("disk", .string(s.disk)),
-            ("action", .string(s.action.rawValue)),
-            ("mode", .string(s.mode.rawValue)),
-            ("top", .str(s.top)),
-            ("base", .str(s.base)),
-            ("destination", .str(s.destination)),
-            ("estimatedBytes", .uint(s.estimatedBytes)),
-            ("reason", .string(s.reason.description)),
-            ("rule", .string(s.reason.rule)),
-            ("policy", .string(s.reason.policy)),
-            ("policyLocation", .string(s.reason.location)),
-            ("snapshot", .str(s.snapshot)),
-            ("backingFormat", .str(s.backingFormat)),
-            ("expectBefore", .array(s.expectBefore.map { .string($0) })),
-            ("expectAfter", .array(s.expectAfter.map { .string($0) })),
-            ("description", .string(describe(s))),
-        ])
-    }
-
-    public static func json(_ plan: Plan) -> JSONOut {
-        .object([
-            ("formatVersion", .int(Int64(plan.formatVersion))),
-            ("host", .string(plan.host)),
-            ("noOp", .bool(plan.isNoOp)),
-            ("totalEstimatedBytes", .uint(plan.totalEstimatedBytes)),
-            ("steps", .array(plan.steps.map(stepJSON))),
-            (
-                "blocked",
-                .array(
-                    plan.blocked.map { b in
-                        .object([
-                            ("domain", .string(b.domain)), ("disk", .string(b.disk)), ("reason", .string(b.reason)),
-                            ("code", .string(b.code.rawValue)), ("policy", .str(b.policy)),
-                        ])
-                    })
-            ),
-            (
-                "disks",
-                .array(
-                    plan.disks.map { d in
-                        .object([
-                            ("domain", .string(d.domain)), ("disk", .string(d.disk)), ("policy", .string(d.policy)),
-                            ("before", .array(d.before.map { .string($0) })),
-                            ("after", .array(d.after.map { .string($0) })),
-                            ("steps", .array(d.stepIDs.map { .int(Int64($0)) })),
-                        ])
-                    })
-            ),
-            ("fingerprints", .object(plan.fingerprints.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })),
-        ])
-    }
-
-    /// The bytes of `json(plan).renderBytes()`, written directly (no tree) and, for large plans, in parallel
-    /// pieces of steps and disks, handed to `sink` in order. A few pieces are in memory at a time (their buffers are
-    /// reused), never the whole document.
+    /// The plan as JSON (DESIGN.md's keys, `"formatVersion": 1`, two-space indentation), written directly (no
+    /// tree) and, for large plans, in parallel pieces of steps and disks, handed to `sink` in order. A few pieces are
+    /// in memory at a time (their buffers are reused), never the whole document.
     public static func writeJSON(_ plan: Plan, to sink: (UnsafeRawBufferPointer) -> Void) {
         var w = JSONWriter()
         w.beginObject()

@@ -187,51 +187,8 @@ public struct ShowReport: Sendable {
 
     // MARK: JSON
 
-    public func json() -> JSONOut {
-        .object([
-            ("formatVersion", .int(1)),
-            ("host", .string(host)),
-            (
-                "domains",
-                .array(
-                    domains.map { row in
-                        .object([
-                            ("name", .string(row.domain.name)),
-                            ("uuid", .string(row.domain.uuid)),
-                            ("state", .string(row.domain.state.rawValue)),
-                            ("persistent", .bool(row.domain.persistent)),
-                            ("disks", .array(row.disks.map(diskJSON))),
-                            (
-                                "snapshots",
-                                .array(
-                                    row.domain.snapshots.map { s in
-                                        .object([
-                                            ("name", .string(s.name)),
-                                            ("parent", .str(s.parent)),
-                                            ("current", .bool(s.isCurrent)),
-                                            (
-                                                "disks",
-                                                .array(
-                                                    s.disks.map { r in
-                                                        .object([
-                                                            ("target", .string(r.target)),
-                                                            ("snapshot", .string(r.kind)),
-                                                            ("overlay", .str(r.overlay?.display)),
-                                                            ("state", .array(r.stateSources.map { .string($0.display) })),
-                                                        ])
-                                                    })
-                                            ),
-                                        ])
-                                    })
-                            ),
-                        ])
-                    })
-            ),
-        ])
-    }
-
-    /// The bytes of `json().renderBytes()`, written directly (no tree) in parallel waves of domains and handed to
-    /// `sink` in order (what `show --format json` prints: tens of thousands of disks without a document in memory).
+    /// The report as JSON (DESIGN.md's `show --format json`), written directly (no tree) in parallel waves of
+    /// domains and handed to `sink` in order: tens of thousands of disks without a document in memory.
     public func writeJSON(to sink: (UnsafeRawBufferPointer) -> Void) {
         var w = JSONWriter()
         w.beginObject()
@@ -286,6 +243,13 @@ public struct ShowReport: Sendable {
         w.withBytes(sink)
     }
 
+    /// `writeJSON` into one array.
+    public func jsonBytes() -> [UInt8] {
+        var out: [UInt8] = []
+        writeJSON { out.append(contentsOf: $0) }
+        return out
+    }
+
     static func writeDisk(_ row: DiskRow, into w: inout JSONWriter) {
         let d = row.disk
         w.beginObject()
@@ -333,55 +297,6 @@ public struct ShowReport: Sendable {
             w.null()
         }
         w.endObject()
-    }
-
-    func diskJSON(_ row: DiskRow) -> JSONOut {
-        let d = row.disk
-        var members: [(String, JSONOut)] = [
-            ("target", .string(d.target)),
-            ("device", .string(d.device)),
-            ("managed", .bool(d.isChainDisk)),
-            (
-                "chain",
-                .array(
-                    row.layers.map { lr in
-                        .object([
-                            ("path", .string(lr.layer.source.display)),
-                            ("type", .string(lr.layer.source.kind.rawValue)),
-                            ("format", .str(lr.layer.format)),
-                            ("index", .num(lr.layer.index)),
-                            ("virtualSize", .num(lr.layer.virtualSize)),
-                            ("dataBytes", .num(lr.layer.dataBytes)),
-                            ("shared", .bool(lr.sharedCount > 0)),
-                            ("sharedCount", .int(Int64(lr.sharedCount))),
-                            (
-                                "sharedWith",
-                                .array(lr.sharedWith.prefix(ShowReport.sharedSample).map { .string($0.description) })
-                            ),
-                            ("protected", .bool(lr.protected)),
-                            ("formatRecorded", .bool(lr.layer.formatRecorded)),
-                            ("bitmaps", .array(lr.layer.bitmaps.map { .string($0) })),
-                        ])
-                    })
-            ),
-            ("chainComplete", .bool(d.chain?.complete ?? true)),
-            ("policy", .str(row.policy?.name)),
-            ("compliant", .bool(row.compliant)),
-            ("problems", .array(row.problems.map { .string($0) })),
-        ]
-        if let job = d.job {
-            members.append(
-                (
-                    "job",
-                    .object([
-                        ("type", .string(job.type.rawValue)), ("cur", .uint(job.cur)), ("end", .uint(job.end)),
-                        ("ready", .bool(job.ready)),
-                    ])
-                ))
-        } else {
-            members.append(("job", .null))
-        }
-        return .object(members)
     }
 }
 

@@ -1,5 +1,11 @@
+// The reference JSON renderer: a value tree rendered with two-space indentation. virt-chain itself writes JSON
+// with the streaming `JSONWriter`; the tests hold it to exactly these bytes (and to the golden files).
+
+@testable import ChainCore
+import Testing
+
 /// A JSON value for output, with object keys kept in the order they were given (stable, reviewable output).
-public indirect enum JSONOut: Sendable, Equatable {
+indirect enum JSONOut: Sendable, Equatable {
     case object([(String, JSONOut)])
     case array([JSONOut])
     case string(String)
@@ -8,19 +14,19 @@ public indirect enum JSONOut: Sendable, Equatable {
     case bool(Bool)
     case null
 
-    public static func == (a: JSONOut, b: JSONOut) -> Bool { a.render() == b.render() }
+    static func == (a: JSONOut, b: JSONOut) -> Bool { a.render() == b.render() }
 
-    public static func str(_ s: String?) -> JSONOut { s.map { .string($0) } ?? .null }
-    public static func num(_ n: Int?) -> JSONOut { n.map { .int(Int64($0)) } ?? .null }
-    public static func num(_ n: UInt64?) -> JSONOut { n.map { .uint($0) } ?? .null }
+    static func str(_ s: String?) -> JSONOut { s.map { .string($0) } ?? .null }
+    static func num(_ n: Int?) -> JSONOut { n.map { .int(Int64($0)) } ?? .null }
+    static func num(_ n: UInt64?) -> JSONOut { n.map { .uint($0) } ?? .null }
 
     /// Pretty-printed with two-space indentation and a trailing newline.
-    public func render() -> String {
+    func render() -> String {
         String(decoding: renderBytes(), as: UTF8.self)
     }
 
     /// The same as `render()`, as UTF-8 bytes (no intermediate String).
-    public func renderBytes() -> [UInt8] {
+    func renderBytes() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(4096)
         write(into: &out, indent: 0)
@@ -96,18 +102,28 @@ public indirect enum JSONOut: Sendable, Equatable {
     }
 }
 
-/// Human byte sizes: `512 B`, `1.5 KiB`, `64 MiB`, `2.0 GiB`.
-public func formatBytes(_ n: UInt64?) -> String {
-    guard let n else { return "?" }
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var v = Double(n)
-    var u = 0
-    while v >= 1024 && u < units.count - 1 {
-        v /= 1024
-        u += 1
+extension JSONOut {
+    /// A parsed document as a reference tree (integers stay integers; keys keep their order).
+    init(_ v: JSONValue) {
+        switch v.kind {
+        case .object(let members): self = .object(members.map { ($0.key, JSONOut($0.value)) })
+        case .array(let items): self = .array(items.map(JSONOut.init))
+        case .string(let s): self = .string(s)
+        case .number(let n):
+            if let i = Int64(n.literal) { self = .int(i) } else { self = .uint(UInt64(n.literal) ?? 0) }
+        case .bool(let b): self = .bool(b)
+        case .null: self = .null
+        }
     }
-    if u == 0 { return "\(n) B" }
-    if v == v.rounded() && v < 10_000 { return "\(Int(v)) \(units[u])" }
-    let scaled = (v * 10).rounded() / 10
-    return "\(scaled) \(units[u])"
+}
+
+/// `bytes` parse as JSON, and rendering the parsed tree with the reference renderer gives `bytes` back: the
+/// streamed document is well formed and formatted exactly as one tree would be, wherever its pieces were cut.
+func expectCanonicalJSON(_ bytes: [UInt8], sourceLocation: Testing.SourceLocation = #_sourceLocation) -> JSONValue? {
+    guard let parsed = try? JSONParser.parse(bytes) else {
+        Issue.record("not JSON", sourceLocation: sourceLocation)
+        return nil
+    }
+    #expect(JSONOut(parsed).renderBytes() == bytes, sourceLocation: sourceLocation)
+    return parsed
 }
