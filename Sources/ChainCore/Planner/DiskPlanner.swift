@@ -498,33 +498,43 @@ struct DiskPlanner {
 
     /// A commit that leaves the active image in place rewrites the backing reference in the header of the image
     /// right above what it merges: that is a write, so that image must lie inside the allowed roots too
-    /// (invariant 7). The solver only knows it may not be protected or shared; a solution that would rewrite a
-    /// header outside the roots is blocked rather than carried out. The operations are followed in the order
+    /// (invariant 7). The positions of such images outside the roots, following the operations in the order
     /// `buildChange` turns them into steps (the image above a commit is the nearest one still in the chain).
-    mutating func checkHeaderRewrites(_ solution: ShapeSolution) {
+    func headerRewritesOutsideRoots(_ solution: ShapeSolution) -> [Int] {
         var alive = PositionSet(count: n, all: true)
-        var outside: [String] = []
+        var outside: [Int] = []
         for op in solution.operations {
             if case .commit(let top, _) = op {
                 var upper = top - 1
                 while upper >= 0 && !alive[upper] { upper -= 1 }
                 // No image left above: the copy destination in storage.activeDir (inside the roots, or the copy is
                 // blocked) or none at all.
-                if upper >= 0 {
+                if upper >= 0 && !outside.contains(upper) {
                     let path = paths[upper]
-                    let inside = PlanBytes.withBytes(path) { context.roots.allows(bytes: $0, path: path) }
-                    if !inside && !outside.contains(path) { outside.append(path) }
+                    if !PlanBytes.withBytes(path, { context.roots.allows(bytes: $0, path: path) }) {
+                        outside.append(upper)
+                    }
                 }
             }
             for i in 0..<n where op.removes(i) { alive[i] = false }
         }
-        guard !outside.isEmpty else { return }
+        return outside
+    }
+
+    /// The last line of defence for invariant 7 (`solve` already steers around such commits): a solution that
+    /// would still rewrite a header outside the roots blocks the disk.
+    mutating func checkHeaderRewrites(_ solution: ShapeSolution) {
+        let outside = headerRewritesOutsideRoots(solution)
+        if !outside.isEmpty { blockHeaderRewrites(outside.map { paths[$0] }) }
+    }
+
+    mutating func blockHeaderRewrites(_ outside: [String]) {
         block(
             .outsideAllowedRoots,
             "\(name): \(shapeRule) needs a commit that rewrites the backing reference in \(PlanText.list(outside)), "
-                + "outside the allowed roots (\(config.allowedRoots.joined(separator: ", "))). "
-                + "Add \(PlanText.list(outside.map(PlanPath.dirname))) to allowedRoots in \(PlanText.configHint), "
-                + "or protect those images so that pull is used.")
+                + "outside the allowed roots (\(config.allowedRoots.joined(separator: ", "))), and no plan leaves "
+                + "\(outside.count == 1 ? "it" : "them") alone. Add \(PlanText.list(outside.map(PlanPath.dirname))) "
+                + "to allowedRoots in \(PlanText.configHint), or change the policy.")
     }
 
     /// Adjacent surviving pairs (upper above lower) whose lower format is not recorded in upper and that no step
@@ -774,11 +784,26 @@ struct DiskPlanner {
     // MARK: - Solving
 
     mutating func solve(_ a: inout LayerAnalysis, _ costs: CostModel) -> ShapeSolution? {
+        var keptHeaders: [String] = []
         while let solution = solveShape(problem(a, strict: true), costs) {
             // Destinations are checked lazily: only the one a chosen copy would use.
-            guard let copy = solution.operations.last, case .copy(_, let from, _, _) = copy, !isDestinationFree(from)
-            else { return solution }
-            a.destinationFree[from] = false
+            if let copy = solution.operations.last, case .copy(_, let from, _, _) = copy, !isDestinationFree(from) {
+                a.destinationFree[from] = false
+                continue
+            }
+            // A commit would rewrite the header of an image outside the allowed roots: solve again with that image
+            // left alone (neither merged away by a commit nor rewritten), as if it were protected.
+            if let upper = headerRewritesOutsideRoots(solution).first {
+                a.writable[upper] = false
+                a.inRoots[upper] = false
+                keptHeaders.append(paths[upper])
+                continue
+            }
+            return solution
+        }
+        if !keptHeaders.isEmpty {
+            blockHeaderRewrites(keptHeaders)
+            return nil
         }
         if let loose = solveShape(problem(a, strict: false), costs) {
             blockLooseSolution(loose, a)
