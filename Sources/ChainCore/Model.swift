@@ -417,38 +417,20 @@ struct UncheckedBox<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
-/// An image key with its hash computed once (FNV-1a over the bytes, eight at a time): the reference index picks a
-/// shard with it and its dictionaries hash only these eight bytes, not the whole path again.
+/// An image key with its hash computed once (`PlanBytes.hash`): the reference index picks a shard with it and its
+/// dictionaries hash only these eight bytes, not the whole path again.
 struct PathKey: Hashable, Sendable, Codable {
     let string: String
     let hash: UInt64
 
     init(_ string: String) {
         self.string = string
-        hash = PathKey.hash(of: string)
+        hash = PlanBytes.withBytes(string, PlanBytes.hash)
     }
 
     static func == (a: PathKey, b: PathKey) -> Bool { a.hash == b.hash && a.string == b.string }
 
     func hash(into hasher: inout Hasher) { hasher.combine(hash) }
-
-    static func hash(of key: String) -> UInt64 {
-        var key = key
-        return key.withUTF8 { b -> UInt64 in
-            var h: UInt64 = 0xCBF2_9CE4_8422_2325 ^ UInt64(b.count)
-            guard let p = b.baseAddress.map(UnsafeRawPointer.init) else { return h }
-            var i = 0
-            while i + 8 <= b.count {
-                h = (h ^ p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x100_0000_01B3
-                i += 8
-            }
-            while i < b.count {
-                h = (h ^ UInt64(b[i])) &* 0x100_0000_01B3
-                i += 1
-            }
-            return h ^ (h >> 29)
-        }
-    }
 }
 
 /// image key → references, split into shards by a hash of the key so that several threads can build it at once.

@@ -353,12 +353,7 @@ final class CanonicalCache: @unchecked Sendable {
 
     func canonical(_ path: String) -> String {
         var normal = PathUtil.normalize(path)
-        let slash = normal.withUTF8 { b -> Int in
-            var i = b.count - 1
-            while i >= 0 && b[i] != 0x2F { i -= 1 }
-            return i
-        }
-        guard slash >= 0 else {  // a bare name: relative to the working directory
+        guard let slash = PathUtil.lastSlash(normal) else {  // a bare name: relative to the working directory
             guard let cwd = lookup(".") else { return normal }
             return cwd == "/" ? "/" + normal : cwd + "/" + normal
         }
@@ -413,11 +408,7 @@ final class CanonicalCache: @unchecked Sendable {
     /// Whether the directory of the normalised absolute `path` exists (from the cache; one `lstat` per new one).
     func directoryExists(of path: String) -> Bool {
         var path = path
-        let slash = path.withUTF8 { b -> Int in
-            var i = b.count - 1
-            while i >= 0 && b[i] != 0x2F { i -= 1 }
-            return i
-        }
-        return slash < 0 ? lookup(".") != nil : directory(of: &path, slash: slash) != nil
+        guard let slash = PathUtil.lastSlash(path) else { return lookup(".") != nil }
+        return directory(of: &path, slash: slash) != nil
     }
 }

@@ -272,7 +272,8 @@ public enum InventoryReader {
 
     /// Observes every domain of `connection` (or only `names`), running and shut off.
     public static func fromLibvirt(
-        _ connection: Connection, names: [String] = [], resolve: @escaping PathResolver = ImageProbe.resolver
+        _ connection: Connection, names: [String] = [], resolve: @escaping PathResolver = ImageProbe.resolver,
+        indexed: Bool = true
     ) throws(ObserveError) -> Inventory {
         let all: [Libvirt.Domain]
         do {
@@ -319,7 +320,7 @@ public enum InventoryReader {
         if let firstError = results.errors.compactMap({ $0 }).first {
             throw ObserveError(firstError)
         }
-        return Inventory(host: connection.uri, domains: results.domains.compactMap { $0 })
+        return Inventory(host: connection.uri, domains: results.domains.compactMap { $0 }, indexed: indexed)
     }
 
     /// Observes one libvirt domain: state, disks and chains, snapshots, block jobs.

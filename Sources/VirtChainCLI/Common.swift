@@ -180,7 +180,7 @@ struct SourceOptions: ParsableArguments {
     }
 
     /// Observes the host or reads the XML files.
-    /// `indexed` false: XML dumps are read without the reference index (the caller builds it with `reindex()`).
+    /// `indexed` false: the inventory comes without the reference index (the caller builds it with `reindex()`).
     func inventory(names: [String] = [], indexed: Bool = true) throws -> Inventory {
         if !domainXML.isEmpty {
             let (inv, errors) = try InventoryReader.fromXMLFiles(domainXML, indexed: indexed)
@@ -202,6 +202,6 @@ struct SourceOptions: ParsableArguments {
                 "cannot connect to \(uri): \(error.message)",
                 hint: "start libvirtd (libvirtd -d) or pass --connect URI / --domain-xml DIR")
         }
-        return try InventoryReader.fromLibvirt(conn, names: names)
+        return try InventoryReader.fromLibvirt(conn, names: names, indexed: indexed)
     }
 }

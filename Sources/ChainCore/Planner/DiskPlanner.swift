@@ -471,10 +471,7 @@ struct DiskPlanner {
             costs = c
             solution = solve(&a, c)
             analysis = a
-            if let solution {
-                checkSolution(solution, a, c)
-                checkHeaderRewrites(solution)
-            }
+            if let solution { checkSolution(solution, a, c) }
         }
 
         var rebases: [RebasePair] = []
@@ -519,13 +516,6 @@ struct DiskPlanner {
             for i in 0..<n where op.removes(i) { alive[i] = false }
         }
         return outside
-    }
-
-    /// The last line of defence for invariant 7 (`solve` already steers around such commits): a solution that
-    /// would still rewrite a header outside the roots blocks the disk.
-    mutating func checkHeaderRewrites(_ solution: ShapeSolution) {
-        let outside = headerRewritesOutsideRoots(solution)
-        if !outside.isEmpty { blockHeaderRewrites(outside.map { paths[$0] }) }
     }
 
     mutating func blockHeaderRewrites(_ outside: [String]) {
@@ -792,7 +782,8 @@ struct DiskPlanner {
                 continue
             }
             // A commit would rewrite the header of an image outside the allowed roots: solve again with that image
-            // left alone (neither merged away by a commit nor rewritten), as if it were protected.
+            // left alone (neither merged away by a commit nor rewritten), as if it were protected. So every
+            // solution `solve` returns keeps invariant 7.
             if let upper = headerRewritesOutsideRoots(solution).first {
                 a.writable[upper] = false
                 a.inRoots[upper] = false

@@ -101,12 +101,8 @@ public struct JSONWriter {
 
     /// The last path component of `path` (what `PathUtil.basename` returns), as part of the open string.
     public mutating func stringPart(basenameOf path: String) {
-        var path = path
-        path.withUTF8 { b in
-            var start = b.count
-            while start > 0 && b[start - 1] != 0x2F { start -= 1 }
-            appendEscapedContent(UnsafeBufferPointer(rebasing: b[start...]))
-        }
+        let start = PathUtil.lastSlash(path).map { $0 + 1 } ?? 0
+        PlanBytes.withBytes(path) { appendEscapedContent(UnsafeBufferPointer(rebasing: $0[start...])) }
     }
 
     public mutating func null() { append(literal: "null") }

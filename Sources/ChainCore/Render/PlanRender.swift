@@ -97,8 +97,9 @@ public enum PlanRender {
     /// The images a commit or pull removes from the chain, from `expectBefore`/`expectAfter`, comma-separated.
     static func layersBetween<Sink: TextSink>(_ s: Step, into o: inout Sink) {
         var first = true
-        for path in s.expectBefore where !s.expectAfter.contains(where: { PathUtil.same($0, path) }) {
-            if s.action == .commit, let base = s.base, PathUtil.same(path, base) { continue }
+        // Paths compared as bytes, as the file system compares names.
+        for path in s.expectBefore where !s.expectAfter.contains(where: { PlanBytes.equal($0, path) }) {
+            if s.action == .commit, let base = s.base, PlanBytes.equal(path, base) { continue }
             if !first { o.put(", ") }
             o.putBase(path)
             first = false

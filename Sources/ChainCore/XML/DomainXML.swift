@@ -1,10 +1,5 @@
 // Domain and snapshot XML (as `virsh dumpxml` / `virsh snapshot-dumpxml` write them) → model.
 
-#if canImport(Glibc)
-import Glibc
-#else
-import Darwin
-#endif
 
 /// Lexical path helpers. Real canonicalisation (symlinks) needs the file system and is done by the caller through a
 /// `PathResolver`; these only make a path absolute and remove `.`, `..` and repeated slashes.
@@ -58,17 +53,8 @@ public enum PathUtil {
         } ?? false
     }
 
-    /// Whether two paths are the same bytes (a file system compares names byte by byte; String's `==` would also
-    /// call canonically equivalent Unicode spellings equal, and takes longer to say two paths differ).
-    public static func same(_ a: String, _ b: String) -> Bool {
-        guard a.utf8.count == b.utf8.count else { return false }
-        var a = a
-        var b = b
-        return a.withUTF8 { x in b.withUTF8 { y in x.count == 0 || memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
-    }
-
     /// Byte offset of the last `/`, or nil.
-    static func lastSlash(_ path: String) -> Int? {
+    public static func lastSlash(_ path: String) -> Int? {
         var path = path
         return path.withUTF8 { b -> Int? in
             var i = b.count - 1
@@ -245,7 +231,7 @@ public enum DomainXML {
                 break
             }
             let key = src.key
-            if keys.contains(where: { PathUtil.same($0, key) }) {
+            if keys.contains(where: { PlanBytes.equal($0, key) }) {  // file names are bytes
                 problems.append(.loop(path: key))
                 complete = true
                 break
