@@ -124,7 +124,7 @@ public enum DomainXML {
         } catch {
             throw DomainXMLError(file: file, message: "\(error.line):\(error.column): \(error.message)")
         }
-        guard root.isNamed("domain") else {
+        guard root.doc.withCursor({ $0.isNamed(root.index, "domain") }) else {
             throw DomainXMLError(file: file, message: "root element is <\(root.name)>, expected <domain>")
         }
         return try domain(from: root, file: file, state: state, resolve: resolve)

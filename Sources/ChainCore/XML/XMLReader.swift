@@ -209,20 +209,6 @@ public final class XMLDocument: @unchecked Sendable {
         bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[Int(start)..<Int(end)]), as: UTF8.self) }
     }
 
-    func equals(_ start: Int32, _ end: Int32, _ name: String) -> Bool {
-        var name = name
-        return name.withUTF8 { n in
-            guard n.count == Int(end - start) else { return false }
-            return bytes.withUnsafeBufferPointer { b in
-                var i = 0
-                while i < n.count {
-                    if b[Int(start) + i] != n[i] { return false }
-                    i += 1
-                }
-                return true
-            }
-        }
-    }
 }
 
 extension XMLDocument {
@@ -359,38 +345,18 @@ public struct XMLNode: Sendable {
 
     public var name: String { doc.string(node.nameStart, node.nameEnd) }
 
-    public func isNamed(_ name: String) -> Bool { doc.equals(node.nameStart, node.nameEnd, name) }
-
-    public subscript(attribute name: String) -> String? {
-        let n = node
-        var k = Int(n.attrStart)
-        let end = k + Int(n.attrCount)
-        while k < end {
-            let a = doc.attrs[k]
-            if doc.equals(a.nameStart, a.nameEnd, name) {
-                if !a.hasRef { return doc.string(a.valueStart, a.valueEnd) }
-                return doc.bytes.withUnsafeBufferPointer { buf in
-                    (try? XMLParserCore.decodeRefs(buf, Int(a.valueStart)..<Int(a.valueEnd))) ?? doc.string(a.valueStart, a.valueEnd)
-                }
-            }
-            k += 1
-        }
-        return nil
-    }
-
+    /// Names and values (references decoded), in document order. (Lookups by name go through `XMLCursor`.)
     public var attributes: [(String, String)] {
         let n = node
-        return (Int(n.attrStart)..<Int(n.attrStart + n.attrCount)).map { k in
-            let a = doc.attrs[k]
-            let name = doc.string(a.nameStart, a.nameEnd)
-            return (name, self[attribute: name] ?? "")
+        return doc.withCursor { c in
+            (Int(n.attrStart)..<Int(n.attrStart + n.attrCount)).map { k in
+                let a = c.attrs[k]
+                return (doc.string(a.nameStart, a.nameEnd), c.value(k))
+            }
         }
     }
 
-    public var text: String {
-        let n = node
-        return n.textKind == 0 ? "" : doc.bytes.withUnsafeBufferPointer { XMLDocument.text(of: n, in: $0) }
-    }
+    public var text: String { doc.withCursor { $0.text(index) } }
 
     public var children: [XMLNode] {
         var out: [XMLNode] = []
@@ -398,27 +364,6 @@ public struct XMLNode: Sendable {
         while c >= 0 {
             out.append(XMLNode(doc: doc, index: c))
             c = doc.nodes[Int(c)].next
-        }
-        return out
-    }
-
-    public func child(_ name: String) -> XMLNode? {
-        var c = node.firstChild
-        while c >= 0 {
-            let n = doc.nodes[Int(c)]
-            if doc.equals(n.nameStart, n.nameEnd, name) { return XMLNode(doc: doc, index: c) }
-            c = n.next
-        }
-        return nil
-    }
-
-    public func children(_ name: String) -> [XMLNode] {
-        var out: [XMLNode] = []
-        var c = node.firstChild
-        while c >= 0 {
-            let n = doc.nodes[Int(c)]
-            if doc.equals(n.nameStart, n.nameEnd, name) { out.append(XMLNode(doc: doc, index: c)) }
-            c = n.next
         }
         return out
     }
