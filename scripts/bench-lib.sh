@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Shared helpers of the benchmark scripts (sourced, not run): machine facts, waiting for a quiet machine, and
-# release builds that retry when sources change during the build.
-# Needs MAX_LOAD and LOAD_WAIT set by the caller.
+# Shared helpers of the benchmark scripts (sourced, not run): common settings, machine facts, waiting for a quiet
+# machine, release builds that retry when sources change during the build, and the xmllint file list.
+
+# Settings every script takes from the environment, and where results go.
+RUNS="${RUNS:-10}"
+WARMUP="${WARMUP:-2}"
+MAX_LOAD="${MAX_LOAD:-1.0}"
+LOAD_WAIT="${LOAD_WAIT:-600}"
+results=.build/bench-results
+mkdir -p "$results"
 
 machine_facts() {
     echo "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -39,4 +46,24 @@ build() {
     cat "$log" >&2
     rm -f "$log"
     return 1
+}
+
+# Builds both release products and sets $bench and $vc to them. $1: the script's name, for the log.
+build_products() {
+    echo "$1: building release products" >&2
+    build virt-chain-bench
+    build virt-chain
+    bench="$PWD/.build/release/virt-chain-bench"
+    vc="$PWD/.build/release/virt-chain"
+}
+
+# Lists the COUNT files of DIR in $2 and sets $xsize: an xargs buffer large enough for ONE xmllint process over
+# every file (the list is too long for one hyperfine argument, 128 KiB); fails if xargs would still split it.
+# $1: DIR, $2: the list file, $3: COUNT.
+xmllint_file_list() {
+    ls "$1" | sed "s|^|$1/|" >"$2"
+    xsize=$(( $(getconf ARG_MAX) - 65536 ))
+    local invocations
+    invocations=$(xargs -s "$xsize" -a "$2" sh -c 'echo $#' sh)
+    [ "$invocations" = "$3" ] || { echo "bench: xargs would split the xmllint run ($invocations)" >&2; exit 1; }
 }

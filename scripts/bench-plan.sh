@@ -16,23 +16,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT="${1:-10000}"
-RUNS="${RUNS:-10}"
 ROUNDS="${ROUNDS:-3}"
-WARMUP="${WARMUP:-2}"
 RUNS_PLAN_ONLY="${RUNS_PLAN_ONLY:-15}"
-MAX_LOAD="${MAX_LOAD:-1.0}"
-LOAD_WAIT="${LOAD_WAIT:-600}"
-results=.build/bench-results
-mkdir -p "$results"
 
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
-
-echo "bench-plan: building release products" >&2
-build virt-chain-bench
-build virt-chain
-bench="$PWD/.build/release/virt-chain-bench"
-vc="$PWD/.build/release/virt-chain"
+build_products bench-plan
 
 work="$(mktemp -d /tmp/vcbp.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
@@ -59,10 +48,7 @@ cat >"$work/policies/bench.json" <<'EOF'
 EOF
 "$vc" validate "$work/policies"
 
-ls "$dir" | sed "s|^|$dir/|" >"$work/files.txt"
-xsize=$(( $(getconf ARG_MAX) - 65536 ))
-invocations=$(xargs -s "$xsize" -a "$work/files.txt" sh -c 'echo $#' sh)
-[ "$invocations" = "$COUNT" ] || { echo "bench-plan: xargs would split the xmllint run ($invocations)" >&2; exit 1; }
+xmllint_file_list "$dir" "$work/files.txt" "$COUNT"
 
 # One plan first: its exit status (0 nothing to do, 3 some disks blocked are both results; 1 is an error) and size.
 plan_cmd=("$vc" plan --policies "$work/policies" --domain-xml "$dir" --format json)

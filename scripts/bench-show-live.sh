@@ -15,22 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT="${1:-50}"
-RUNS="${RUNS:-10}"
-WARMUP="${WARMUP:-2}"
-MAX_LOAD="${MAX_LOAD:-1.0}"
-LOAD_WAIT="${LOAD_WAIT:-600}"
 URI=qemu:///system
-results=.build/bench-results
-mkdir -p "$results"
 
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
-
-echo "bench-show-live: building release products" >&2
-build virt-chain-bench
-build virt-chain
-bench="$PWD/.build/release/virt-chain-bench"
-vc="$PWD/.build/release/virt-chain"
+build_products bench-show-live
 
 prefix="vcbench-$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')-"   # unique per run
 work="$(mktemp -d /tmp/vcbl.XXXXXX)"

@@ -15,21 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 COUNT="${1:-10000}"
-RUNS="${RUNS:-10}"
-WARMUP="${WARMUP:-2}"
-MAX_LOAD="${MAX_LOAD:-1.0}"
-LOAD_WAIT="${LOAD_WAIT:-600}"
-results=.build/bench-results
-mkdir -p "$results"
 
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
-
-echo "bench-xml: building release products" >&2
-build virt-chain-bench
-build virt-chain
-bench="$PWD/.build/release/virt-chain-bench"
-vc="$PWD/.build/release/virt-chain"
+build_products bench-xml
 
 work="$(mktemp -d /tmp/vcbx.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
@@ -44,10 +33,7 @@ grep -q ' 0 errors ' "$results/xml-parse-once.txt" || { echo "bench-xml: parse r
 
 # The file list is too long for one hyperfine argument (128 KiB per argument), so xmllint gets it through xargs,
 # with a buffer large enough for ONE xmllint process over every file (checked here).
-ls "$dir" | sed "s|^|$dir/|" >"$work/files.txt"
-xsize=$(( $(getconf ARG_MAX) - 65536 ))
-invocations=$(xargs -s "$xsize" -a "$work/files.txt" sh -c 'echo $#' sh)
-[ "$invocations" = "$COUNT" ] || { echo "bench-xml: xargs would split the xmllint run ($invocations)" >&2; exit 1; }
+xmllint_file_list "$dir" "$work/files.txt" "$COUNT"
 
 {
     machine_facts
