@@ -19,12 +19,6 @@ struct PositionSet: Hashable, Sendable {
         if all { insertAll(count) }
     }
 
-    /// From a flag per position.
-    init(_ flags: [Bool]) {
-        self.init()
-        for i in flags.indices where flags[i] { self[i] = true }
-    }
-
     private mutating func insertAll(_ count: Int) {
         if count >= 64 {
             word = .max

@@ -58,48 +58,6 @@ public enum CopyKind: String, Sendable, Hashable, Codable {
     case full
 }
 
-/// What each position of a chain allows, for one policy.
-public struct ShapeProblem: Sendable, Hashable {
-    public var count: Int
-    /// `Policy.effectiveMaxDepth`; nil = no limit.
-    public var maxDepth: Int?
-    public var flatten: Flatten
-    /// May be merged away by a commit (neither protected nor effectively shared). Also whether the image may be
-    /// the one right above a commit gap: the commit rewrites the backing reference in its header.
-    public var removable: [Bool]
-    /// May receive a commit (active or not).
-    public var commitTarget: [Bool]
-    /// May receive a pull (as the final active image).
-    public var pullTarget: [Bool]
-    /// As the final active image, position i is not in storage.activeDir and must be copied there.
-    public var needsCopy: [Bool]
-    /// Position i may be shallow-copied (moved) to storage.activeDir.
-    public var canCopy: [Bool]
-    /// The original chain may be full-copied into one image in storage.activeDir.
-    public var canFullCopy: Bool
-
-    public init(
-        count: Int, maxDepth: Int?, flatten: Flatten, removable: [Bool], commitTarget: [Bool], pullTarget: [Bool],
-        needsCopy: [Bool], canCopy: [Bool], canFullCopy: Bool
-    ) {
-        self.count = count
-        self.maxDepth = maxDepth
-        self.flatten = flatten
-        self.removable = removable
-        self.commitTarget = commitTarget
-        self.pullTarget = pullTarget
-        self.needsCopy = needsCopy
-        self.canCopy = canCopy
-        self.canFullCopy = canFullCopy
-    }
-
-    /// Whether the chain as it is satisfies the shape (no layer needs to leave, no copy is needed).
-    public var isCompliant: Bool {
-        count >= 1 && count <= (maxDepth ?? count) && (flatten != .full || count == 1)
-            && !(needsCopy.first ?? false)
-    }
-}
-
 /// One way for a layer or group of layers to leave the chain, in original positions.
 public enum ShapeOperation: Hashable, Sendable {
     /// Non-active commit of `top...base-1` into `base`.
@@ -134,44 +92,25 @@ public enum ShapeOperation: Hashable, Sendable {
     }
 }
 
-/// `ShapeProblem` as position sets (what the planner builds per disk, without an array per flag).
+/// What each position of a chain allows, for one policy, as position sets (what the planner builds per disk).
 struct ShapeMasks {
     var count: Int
+    /// `Policy.effectiveMaxDepth`; nil = no limit.
     var maxDepth: Int?
     var flatten: Flatten
+    /// May be merged away by a commit (neither protected nor effectively shared). Also whether the image may be
+    /// the one right above a commit gap: the commit rewrites the backing reference in its header.
     var removable: PositionSet
+    /// May receive a commit (active or not).
     var commitTarget: PositionSet
+    /// May receive a pull (as the final active image).
     var pullTarget: PositionSet
+    /// As the final active image, position i is not in storage.activeDir and must be copied there.
     var needsCopy: PositionSet
+    /// Position i may be shallow-copied (moved) to storage.activeDir.
     var canCopy: PositionSet
+    /// The original chain may be full-copied into one image in storage.activeDir.
     var canFullCopy: Bool
-
-    init(
-        count: Int, maxDepth: Int?, flatten: Flatten, removable: PositionSet, commitTarget: PositionSet,
-        pullTarget: PositionSet, needsCopy: PositionSet, canCopy: PositionSet, canFullCopy: Bool
-    ) {
-        self.count = count
-        self.maxDepth = maxDepth
-        self.flatten = flatten
-        self.removable = removable
-        self.commitTarget = commitTarget
-        self.pullTarget = pullTarget
-        self.needsCopy = needsCopy
-        self.canCopy = canCopy
-        self.canFullCopy = canFullCopy
-    }
-
-    /// nil when the flag arrays do not all have `count` entries.
-    init?(_ p: ShapeProblem) {
-        let n = p.count
-        guard p.removable.count == n, p.commitTarget.count == n, p.pullTarget.count == n, p.needsCopy.count == n,
-            p.canCopy.count == n
-        else { return nil }
-        self.init(
-            count: n, maxDepth: p.maxDepth, flatten: p.flatten, removable: PositionSet(p.removable),
-            commitTarget: PositionSet(p.commitTarget), pullTarget: PositionSet(p.pullTarget),
-            needsCopy: PositionSet(p.needsCopy), canCopy: PositionSet(p.canCopy), canFullCopy: p.canFullCopy)
-    }
 }
 
 /// Buffers the solver reuses from one disk to the next (one per planning thread; not thread-safe).
@@ -335,13 +274,7 @@ public enum ShapeSolver {
         }
     }
 
-    /// The cheapest valid target shape, or nil when none exists. O(n² · maxDepth) time.
-    public static func solve(_ p: ShapeProblem, costs: CostModel) -> ShapeSolution? {
-        guard let masks = ShapeMasks(p) else { return nil }
-        return solve(masks, costs: costs, scratch: SolverScratch())
-    }
-
-    /// `solve` on position sets, with reused buffers.
+    /// The cheapest valid target shape, or nil when none exists. O(n² · maxDepth) time; buffers reused.
     static func solve(_ p: ShapeMasks, costs: CostModel, scratch: SolverScratch) -> ShapeSolution? {
         let n = p.count
         guard n >= 1, n < 1 << 20, costs.count == n else { return nil }
@@ -659,11 +592,6 @@ public enum ShapeSolver {
 
     /// The fewest images the chain can be brought to (ignoring flatten and storage rules), or nil if it cannot
     /// even stay as it is (never for a non-empty chain).
-    public static func shortestReachable(_ p: ShapeProblem, costs: CostModel) -> Int? {
-        guard let masks = ShapeMasks(p) else { return nil }
-        return shortestReachable(masks, costs: costs, scratch: SolverScratch())
-    }
-
     static func shortestReachable(_ p: ShapeMasks, costs: CostModel, scratch: SolverScratch) -> Int? {
         var q = p
         q.flatten = .none
